@@ -1,0 +1,29 @@
+# Every target creates .venv on first use with the machine's python and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python experiments/grad_norms.py --out results/grad_norms
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check rnnlab experiments tests
+	$(BIN)/ruff format --check rnnlab experiments tests
+
+bench: $(STAMP)
+	$(BIN)/python experiments/bench.py --out results/bench
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -1,0 +1,68 @@
+"""The cell record: a small bundle of pure functions, in the spirit of optax."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+Params = Any  # a pytree of arrays
+Carry = Any  # a pytree of arrays with leading batch dimensions
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Cell:
+    """An immutable record of pure functions describing one recurrent step.
+
+    Attributes:
+      name: a short human-readable name, e.g. ``"lstm"``.
+      hidden_size: ``H``; the output ``y`` of every step has shape ``[..., H]``.
+      init: ``init(key, input_size) -> params``, a pytree of arrays.
+      initial_carry: ``initial_carry(batch_shape=()) -> carry``; leaves have shape
+        ``[*batch_shape, ...]``.
+      step: ``step(params, carry, x) -> (carry, y)`` with ``x: [..., input_size]``.
+      input_size: ``input_size(params) -> int``, the feature size ``F`` the params
+        expect; used to validate inputs.
+      project_inputs: optional ``project_inputs(params, xs) -> px``.  The part of a
+        step that depends on ``x`` only (``x @ W_ih + b_ih``).  When present,
+        :func:`rnnlab.unroll` applies it to the whole ``[..., T, F]`` sequence as one
+        large matmul outside the time loop and then calls ``step_projected``.
+      step_projected: ``step_projected(params, carry, px_t) -> (carry, y)``; must
+        satisfy ``step(p, c, x) == step_projected(p, c, project_inputs(p, x))``.
+      hyperparameters: the factory's arguments, for records and diagnostics
+        (e.g. ``activation`` for the Pascanu bound).
+      recurrent_weight: optional ``recurrent_weight(params) -> [H, k*H]``, the
+        matrix multiplying ``h_{t-1}``, used by spectrum diagnostics.
+
+    A cell is deliberately *not* a pytree: pass it to ``jax.jit`` through a
+    closure or as a static argument.  Equality is identity.
+    """
+
+    name: str
+    hidden_size: int
+    init: Callable[[jax.Array, int], Params]
+    initial_carry: Callable[..., Carry]
+    step: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]]
+    input_size: Callable[[Params], int]
+    project_inputs: Callable[[Params, jax.Array], jax.Array] | None = None
+    step_projected: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]] | None = None
+    recurrent_weight: Callable[[Params], jax.Array] | None = None
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"rnnlab.cells.{self.name}({args})"
+
+
+def check_hidden_size(hidden_size) -> int:
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
+        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
+    return hidden_size
+
+
+def check_input_size(input_size) -> int:
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"input_size must be a positive int, got {input_size!r}")
+    return input_size

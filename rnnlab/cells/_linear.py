@@ -1,0 +1,72 @@
+"""Shared parameter layout of the gated cells: ``x @ W_ih + b_ih`` and ``h @ W_hh + b_hh``.
+
+Layout (jax convention ``x @ W``; torch stores the transposes):
+
+- ``weight_ih``: ``[F, G*H]``, ``bias_ih``: ``[G*H]``
+- ``weight_hh``: ``[H, G*H]``, ``bias_hh``: ``[G*H]``
+
+where ``G`` is the number of gates, stacked in torch's order.  Keeping torch's
+two biases makes weight import/export exact (the GRU needs ``b_hn`` apart).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab import initializers
+from rnnlab.cells._base import check_input_size
+
+
+def make_init(
+    hidden_size: int,
+    gates: int,
+    *,
+    input_init,
+    recurrent_init,
+    bias_init,
+    recurrent_scale,
+    param_dtype,
+):
+    """Returns ``init(key, input_size) -> params`` for the layout above.
+
+    Names are resolved eagerly so that a bad name fails when the cell is built.
+    ``recurrent_scale`` may be a traced array (sweeps vmap over it).
+    """
+    input_fn = initializers.resolve(input_init, hidden_size, argument="input_init")
+    recurrent_fn = initializers.resolve(recurrent_init, hidden_size, argument="recurrent_init")
+    bias_fn = initializers.resolve(bias_init, hidden_size, argument="bias_init")
+    width = gates * hidden_size
+
+    def init(key: jax.Array, input_size: int) -> dict:
+        check_input_size(input_size)
+        k_ih, k_hh, k_bih, k_bhh = jax.random.split(key, 4)
+        weight_hh = recurrent_fn(k_hh, (hidden_size, width), param_dtype)
+        return {
+            "weight_ih": input_fn(k_ih, (input_size, width), param_dtype),
+            "weight_hh": (jnp.asarray(recurrent_scale, param_dtype) * weight_hh).astype(
+                param_dtype
+            ),
+            "bias_ih": bias_fn(k_bih, (width,), param_dtype),
+            "bias_hh": bias_fn(k_bhh, (width,), param_dtype),
+        }
+
+    return init
+
+
+def project_inputs(params: dict, xs: jax.Array) -> jax.Array:
+    """``xs @ W_ih + b_ih``: ``[..., F] -> [..., G*H]``."""
+    return xs @ params["weight_ih"] + params["bias_ih"]
+
+
+def project_hidden(params: dict, h: jax.Array) -> jax.Array:
+    """``h @ W_hh + b_hh``: ``[..., H] -> [..., G*H]``."""
+    return h @ params["weight_hh"] + params["bias_hh"]
+
+
+def input_size(params: dict) -> int:
+    return params["weight_ih"].shape[-2]
+
+
+def recurrent_weight(params: dict) -> jax.Array:
+    return params["weight_hh"]

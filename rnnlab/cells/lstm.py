@@ -1,0 +1,107 @@
+"""Long short-term memory cell (Hochreiter & Schmidhuber 1997; Gers et al. 2000)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab.cells import _linear
+from rnnlab.cells._base import Cell, check_hidden_size
+
+
+class LSTMCarry(NamedTuple):
+    """The LSTM state: hidden ``h: [..., H]`` and cell ``c: [..., H]``."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+def lstm(
+    hidden_size: int,
+    forget_bias=1.0,
+    *,
+    recurrent_init="uniform",
+    recurrent_scale=1.0,
+    input_init="uniform",
+    bias_init="zeros",
+    param_dtype=jnp.float32,
+) -> Cell:
+    r"""LSTM with torch.nn.LSTM's gate order ``(i, f, g, o)`` and equations::
+
+        [i, f, g, o] = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh
+        i, f, o = sigmoid(i), sigmoid(f), sigmoid(o);  g = tanh(g)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    With ``f = 1`` and ``i = 0`` the cell state carries the error unchanged: the
+    constant error carousel of Hochreiter & Schmidhuber 1997.
+
+    Args:
+      hidden_size: ``H``.
+      forget_bias: added to the forget-gate slice of ``b_ih`` after
+        initialization.  The default 1.0 follows Gers et al. 2000 and Jozefowicz
+        et al. 2015 (torch uses 0 plus its uniform bias init).  May be an array.
+      recurrent_init: initializer of ``W_hh [H, 4H]``; default torch's
+        ``U(+-1/sqrt(H))``; ``"orthogonal"`` / ``"identity"`` act per gate block.
+      recurrent_scale: multiplies ``W_hh`` after initialization.
+      input_init: initializer of ``W_ih [F, 4H]``; default torch's uniform.
+      bias_init: initializer of ``b_ih`` and ``b_hh``; default zeros (use
+        ``"uniform"`` for torch's exact default).
+      param_dtype: dtype of the parameters.
+
+    Returns:
+      A :class:`Cell` with carry :class:`LSTMCarry` and output ``y = h_t``.
+    """
+    check_hidden_size(hidden_size)
+    base_init = _linear.make_init(
+        hidden_size,
+        4,
+        input_init=input_init,
+        recurrent_init=recurrent_init,
+        bias_init=bias_init,
+        recurrent_scale=recurrent_scale,
+        param_dtype=param_dtype,
+    )
+
+    def init(key, input_size):
+        params = base_init(key, input_size)
+        bias = params["bias_ih"]
+        forget = bias[hidden_size : 2 * hidden_size] + jnp.asarray(forget_bias, param_dtype)
+        params["bias_ih"] = bias.at[hidden_size : 2 * hidden_size].set(forget)
+        return params
+
+    def initial_carry(batch_shape=()):
+        zeros = jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
+        return LSTMCarry(h=zeros, c=zeros)
+
+    def step_projected(params, carry, px):
+        gates = px + _linear.project_hidden(params, carry.h)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return LSTMCarry(h=h, c=c), h
+
+    def step(params, carry, x):
+        return step_projected(params, carry, _linear.project_inputs(params, x))
+
+    return Cell(
+        name="lstm",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        input_size=_linear.input_size,
+        project_inputs=_linear.project_inputs,
+        step_projected=step_projected,
+        recurrent_weight=_linear.recurrent_weight,
+        hyperparameters=dict(
+            hidden_size=hidden_size,
+            forget_bias=forget_bias,
+            recurrent_init=recurrent_init,
+            recurrent_scale=recurrent_scale,
+            input_init=input_init,
+            bias_init=bias_init,
+        ),
+    )
