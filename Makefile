@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench sweep train long-range clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/bench.py --out results/bench
+
+train: $(STAMP)
+	$(BIN)/python experiments/train.py --task adding --length 100 --cell lstm --steps 3000 --out results/train/adding_lstm
+
+long-range: $(STAMP)
+	$(BIN)/python experiments/long_range.py --out results/long_range
+
+sweep: $(STAMP)
+	$(BIN)/python experiments/sweep.py --out results/sweep
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

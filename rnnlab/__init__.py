@@ -6,9 +6,15 @@ Map of the package:
 - :func:`rnnlab.unroll`: ``lax.scan`` over time with lengths, reverse, resets, remat.
 - :mod:`rnnlab.layers`: ``recurrent``, ``bidirectional`` and ``stacked`` layers.
 - :mod:`rnnlab.initializers`: named weight initializers.
+- :mod:`rnnlab.diagnostics`: per-step gradient norms, Jacobian norms, spectra, Pascanu bounds.
+- :mod:`rnnlab.tasks`: long-range synthetic tasks and real data shipped in packages.
+- :mod:`rnnlab.train`: ``make_train(config)`` (one compiled loop) and the resumable runner.
+- :mod:`rnnlab.sweep`: search spaces, vmapped/sharded sweeps, results and importance analysis.
+- :mod:`rnnlab.nn`: Flax NNX modules over the pure cells and layers.
+- :mod:`rnnlab.interop`: weights to and from ``torch.nn`` and ``flax`` cells.
 """
 
-from rnnlab import cells, initializers, layers
+from rnnlab import cells, diagnostics, initializers, interop, layers, nn, sweep, tasks, train
 from rnnlab.cells import Cell, LSTMCarry, gru, lstm, rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.unroll import unroll
@@ -21,12 +27,18 @@ __all__ = [
     "Layer",
     "bidirectional",
     "cells",
+    "diagnostics",
     "gru",
     "initializers",
+    "interop",
     "layers",
     "lstm",
+    "nn",
     "recurrent",
     "rnn",
     "stacked",
+    "sweep",
+    "tasks",
+    "train",
     "unroll",
 ]

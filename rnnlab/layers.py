@@ -2,7 +2,7 @@
 
 A :class:`Layer` maps a whole sequence ``[..., T, F]`` to ``[..., T, output_size]``
 and honours ``lengths`` (padded outputs are exactly zero).  Layers compose:
-``stacked([bidirectional(lstm(64)), recurrent(gru(32))], dropout=0.1)``.
+``stacked([bidirectional(lstm(64)), recurrent(gru(32))], dropout_rate=0.1)``.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def stacked(layers: Sequence[Layer | Cell], *, dropout_rate=0.0) -> Layer:
     uses_dropout = not (_is_concrete_number(dropout_rate) and float(dropout_rate) == 0.0)
 
     def init(key, input_size):
-        check_input_size(input_size)
+        input_size = check_input_size(input_size)
         params = []
         for layer, layer_key in zip(layers, jax.random.split(key, len(layers)), strict=True):
             params.append(layer.init(layer_key, input_size))
@@ -201,7 +201,8 @@ def stacked(layers: Sequence[Layer | Cell], *, dropout_rate=0.0) -> Layer:
         carry = (None,) * len(layers) if carry is None else tuple(carry)
         if len(carry) != len(layers):
             raise ValueError(f"carry has {len(carry)} entries but the stack has {len(layers)}")
-        keys = jax.random.split(key, len(layers)) if key is not None else (None,) * len(layers)
+        # Separate keys for each layer's own randomness and for the dropout after it.
+        keys = jax.random.split(key, (len(layers), 2)) if key is not None else None
         finals = []
         for index, layer in enumerate(layers):
             xs, final = layer.apply(
@@ -209,13 +210,13 @@ def stacked(layers: Sequence[Layer | Cell], *, dropout_rate=0.0) -> Layer:
                 xs,
                 carry=carry[index],
                 lengths=lengths,
-                key=keys[index],
+                key=None if keys is None else keys[index, 0],
                 deterministic=deterministic,
                 **opts,
             )
             finals.append(final)
             if apply_dropout and index < len(layers) - 1:
-                xs = dropout(keys[index], dropout_rate, xs)
+                xs = dropout(keys[index, 1], dropout_rate, xs)
         return xs, tuple(finals)
 
     return Layer(

@@ -18,13 +18,15 @@ class Progress:
         self.done = 0
         self.start = time.perf_counter()
         self._last_print = -float("inf")
+        self._printed = -1  # the count shown by the last line, to avoid repeating it
         self._tty = sys.stderr.isatty()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self._print(force=True, end="\n")
+        if self._tty or self._printed != self.done:
+            self._print(force=True, end="\n")
 
     @property
     def rate(self) -> float:
@@ -41,6 +43,7 @@ class Progress:
         if not force and now - self._last_print < (0.2 if self._tty else self.every):
             return
         self._last_print = now
+        self._printed = self.done
         elapsed = now - self.start
         remaining = (self.total - self.done) / self.rate if self.rate > 0 else float("nan")
         fields = " ".join(

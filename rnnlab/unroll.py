@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnlab import fused
 from rnnlab.cells._base import Carry, Cell, Params
 
 #: Apply ``cell.project_inputs`` to the whole sequence before the time loop.
@@ -118,7 +119,8 @@ def unroll(
         default ``cell.initial_carry(batch_shape)``.
       lengths: optional integer ``[...]`` (the batch shape) valid lengths in ``[0, T]``.
         Steps ``t >= lengths`` output exact zeros and leave the carry unchanged, so
-        ``final_carry`` is the carry after each sequence's last valid step.
+        ``final_carry`` is the carry after each sequence's last valid step; their
+        inputs (even NaN) and resets reach neither the outputs nor the gradients.
       reverse: run each sequence from its own last valid step ``lengths - 1`` back to
         step 0.  Outputs stay aligned with input positions, and padded results equal
         those of the unpadded sequences.
@@ -145,6 +147,13 @@ def unroll(
     resets = None if resets is None else jnp.asarray(resets, bool)
     _check_inputs(cell, params, xs, carry, lengths, resets)
     batch_shape, steps = xs.shape[:-2], xs.shape[-2]
+    if lengths is not None:
+        # The default int dtype of jnp.arange, so strict dtype promotion accepts any int dtype.
+        lengths = lengths.astype(int)
+        # Zero the padding: a non-finite padded input would otherwise turn the gradients
+        # NaN (0 * inf in the masked steps' backward), though the outputs ignore it.
+        padded = jnp.arange(steps)[:, None] >= lengths[..., None, None]
+        xs = jnp.where(padded, jnp.zeros_like(xs), xs)
     batch_ndim = len(batch_shape)
     initial = cell.initial_carry(batch_shape) if carry is None else carry
 
@@ -164,13 +173,14 @@ def unroll(
             resets = _gather_time(resets, permutation, batch_ndim)
     scan_reverse = reverse and lengths is None
 
-    if HOIST_INPUT_PROJECTION and cell.project_inputs is not None:
-        inputs = cell.project_inputs(params, xs)
+    # Time-major before projecting: moving [..., T, F] costs less than [..., T, G*H].
+    # Under remat the projection stays in the loop, so no [T, ..., G*H] buffer is kept.
+    time_major = jnp.moveaxis(xs, -2, 0)
+    if HOIST_INPUT_PROJECTION and not remat and cell.project_inputs is not None:
+        time_major = cell.project_inputs(params, time_major)
         step = cell.step_projected
     else:
-        inputs, step = xs, cell.step
-
-    time_major = jnp.moveaxis(inputs, -2, 0)
+        step = cell.step
     valid = None
     if lengths is not None:
         valid = jnp.arange(steps).reshape((steps,) + (1,) * batch_ndim) < lengths
@@ -178,19 +188,32 @@ def unroll(
 
     def body(c, scanned):
         x_t, valid_t, reset_t = scanned
-        if reset_t is not None:
-            c = tree_where(reset_t, initial, c)
-        new_c, y = step(params, c, x_t)
+        # A padded step keeps the pre-reset carry: resets past the length are ignored.
+        start = c if reset_t is None else tree_where(reset_t, initial, c)
+        new_c, y = step(params, start, x_t)
         if valid_t is not None:
             new_c = tree_where(valid_t, new_c, c)
             y = jnp.where(_broadcast_flag(valid_t, y), y, jnp.zeros_like(y))
         return new_c, ((y, new_c) if return_carries else y)
 
-    if remat:
-        body = jax.checkpoint(body)
-    final, outputs = jax.lax.scan(
-        body, initial, (time_major, valid, resets_tm), reverse=scan_reverse, unroll=unroll
+    recurrence = fused.dispatch(
+        cell,
+        lengths=lengths,
+        resets=resets,
+        unroll=unroll,
+        remat=remat,
+        return_carries=return_carries,
     )
+    if recurrence is not None and HOIST_INPUT_PROJECTION:
+        final, outputs = fused.fused_scan(
+            recurrence, params, time_major, initial, reverse=scan_reverse
+        )
+    else:
+        if remat:
+            body = jax.checkpoint(body)
+        final, outputs = jax.lax.scan(
+            body, initial, (time_major, valid, resets_tm), reverse=scan_reverse, unroll=unroll
+        )
 
     def to_batch_major(tree):
         tree = jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_ndim), tree)

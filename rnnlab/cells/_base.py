@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,10 @@ class Cell:
         (e.g. ``activation`` for the Pascanu bound).
       recurrent_weight: optional ``recurrent_weight(params) -> [H, k*H]``, the
         matrix multiplying ``h_{t-1}``, used by spectrum diagnostics.
+      recurrence: optional :class:`rnnlab.fused.Recurrence` (``hidden``,
+        ``pointwise``, ``additive``): declares that a step is ``h_{t-1} @ W_hh + b_hh``
+        followed by a pointwise part, which gives the cell :func:`rnnlab.unroll`'s
+        fast path.  The built-in cells are recognised without it.
 
     A cell is deliberately *not* a pytree: pass it to ``jax.jit`` through a
     closure or as a static argument.  Equality is identity.
@@ -50,19 +55,29 @@ class Cell:
     step_projected: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]] | None = None
     recurrent_weight: Callable[[Params], jax.Array] | None = None
     hyperparameters: dict = dataclasses.field(default_factory=dict)
+    recurrence: Any = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
         return f"rnnlab.cells.{self.name}({args})"
 
 
+def _positive_int(value, argument: str) -> int:
+    """Accepts Python and NumPy integers (not bools); sizes fix shapes, so no tracers."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        size = operator.index(value)
+    except TypeError:
+        size = None
+    if size is None or size < 1:
+        raise ValueError(f"{argument} must be a positive int, got {value!r}")
+    return size
+
+
 def check_hidden_size(hidden_size) -> int:
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
-        raise ValueError(f"hidden_size must be a positive int, got {hidden_size!r}")
-    return hidden_size
+    return _positive_int(hidden_size, "hidden_size")
 
 
 def check_input_size(input_size) -> int:
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-        raise ValueError(f"input_size must be a positive int, got {input_size!r}")
-    return input_size
+    return _positive_int(input_size, "input_size")

@@ -39,7 +39,7 @@ def make_init(
     width = gates * hidden_size
 
     def init(key: jax.Array, input_size: int) -> dict:
-        check_input_size(input_size)
+        input_size = check_input_size(input_size)
         k_ih, k_hh, k_bih, k_bhh = jax.random.split(key, 4)
         weight_hh = recurrent_fn(k_hh, (hidden_size, width), param_dtype)
         return {

@@ -39,7 +39,7 @@ def gru(
     Returns:
       A :class:`Cell` whose carry and output are ``h: [..., H]``.
     """
-    check_hidden_size(hidden_size)
+    hidden_size = check_hidden_size(hidden_size)
     init = _linear.make_init(
         hidden_size,
         3,

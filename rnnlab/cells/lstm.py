@@ -54,7 +54,7 @@ def lstm(
     Returns:
       A :class:`Cell` with carry :class:`LSTMCarry` and output ``y = h_t``.
     """
-    check_hidden_size(hidden_size)
+    hidden_size = check_hidden_size(hidden_size)
     base_init = _linear.make_init(
         hidden_size,
         4,

@@ -52,7 +52,7 @@ def rnn(
     Returns:
       A :class:`Cell` whose carry and output are ``h: [..., H]``.
     """
-    check_hidden_size(hidden_size)
+    hidden_size = check_hidden_size(hidden_size)
     if activation not in ACTIVATIONS:
         raise ValueError(
             f"activation={activation!r} is not supported; use one of {tuple(ACTIVATIONS)}"

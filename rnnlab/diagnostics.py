@@ -1,0 +1,490 @@
+r"""Gradient diagnostics for recurrent networks: how error signals flow back in time.
+
+Every function works for any :class:`rnnlab.cells.Cell`, with or without batch
+dimensions, and honours the options of :func:`rnnlab.unroll` (``lengths``,
+``reverse``, ``resets``, ``carry``, ``remat``, ``unroll``).
+
+- :func:`carry_grad_norms`: ``||dL/dcarry_t||`` for every step ``t`` in one backward
+  pass, one curve per carry leaf (``h`` and ``c`` for the LSTM).
+- :func:`jacobian_norms`: ``||dcarry_T/dcarry_t||_2`` for every ``t``, exact or by
+  matrix-free power iteration.
+- :func:`recurrent_spectrum`: singular values, eigenvalues and spectral radius of
+  each gate block of the recurrent matrix.
+- :func:`pascanu_eta` and :func:`pascanu_bound`: the bound
+  ``||dL/dh_k|| <= eta^(T-k) ||dL/dh_T||`` of Pascanu, Mikolov & Bengio 2013.
+- :func:`gradient_statistics`: global norm, clipping flag and per-parameter norms
+  of a gradient, for use inside a jitted training step.
+
+Reference: R. Pascanu, T. Mikolov, Y. Bengio, "On the difficulty of training
+recurrent neural networks", ICML 2013.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnnlab.cells._base import Cell, Params
+from rnnlab.cells.rnn import DERIVATIVE_BOUND
+from rnnlab.unroll import unroll
+
+__all__ = [
+    "RecurrentSpectrum",
+    "carry_grad_norms",
+    "gradient_statistics",
+    "jacobian_norms",
+    "pascanu_bound",
+    "pascanu_eta",
+    "recurrent_spectrum",
+]
+
+#: ``jacobian_norms(method="auto")`` is exact up to this flattened carry size.
+EXACT_JACOBIAN_MAX_SIZE = 256
+
+
+# --------------------------------------------------------------------------------------
+# The zero-perturbation trick
+# --------------------------------------------------------------------------------------
+
+
+class _Perturbation(NamedTuple):
+    """A cell whose input ``[..., F + D]`` carries a perturbation ``eps`` of the carry.
+
+    ``cell`` adds ``eps_t`` (the last ``D`` features of its input) to the carry it
+    produces at step ``t``, so that ``dL/deps_t`` at ``eps = 0`` is ``dL/dcarry_t``.
+    ``split`` maps ``[..., D]`` back to a pytree shaped like the carry.
+    """
+
+    cell: Cell
+    size: int
+    split: Callable[[jax.Array], object]
+
+
+def _perturbation(cell: Cell) -> _Perturbation:
+    template = jax.eval_shape(cell.initial_carry, ())
+    leaves, treedef = jax.tree.flatten(template)
+    shapes = [leaf.shape for leaf in leaves]
+    sizes = [math.prod(shape) for shape in shapes]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    size = offsets[-1]
+
+    def split(flat):
+        batch = flat.shape[:-1]
+        pieces = [
+            flat[..., start:stop].reshape(batch + shape)
+            for start, stop, shape in zip(offsets[:-1], offsets[1:], shapes, strict=True)
+        ]
+        return jax.tree.unflatten(treedef, pieces)
+
+    def perturb(carry, y, eps):
+        # The output y_t is a function of carry_t: for every rnnlab cell it *is* a carry
+        # leaf (h), so it must see the same perturbation, or the direct path
+        # carry_t -> y_t -> L would be missed.  Identity holds while tracing.
+        new_leaves, perturbed_y = [], y
+        for leaf, delta in zip(
+            treedef.flatten_up_to(carry), jax.tree.leaves(split(eps)), strict=True
+        ):
+            if leaf is y:
+                perturbed_y = y + delta
+            new_leaves.append(leaf + delta)
+        return jax.tree.unflatten(treedef, new_leaves), perturbed_y
+
+    def step(params, carry, inputs):
+        new_carry, y = cell.step(params, carry, inputs[..., :-size])
+        return perturb(new_carry, y, inputs[..., -size:])
+
+    project_inputs = step_projected = None
+    if cell.project_inputs is not None:
+
+        def project_inputs(params, inputs):
+            projected = cell.project_inputs(params, inputs[..., :-size])
+            return jnp.concatenate([projected, inputs[..., -size:].astype(projected.dtype)], -1)
+
+        def step_projected(params, carry, projected):
+            new_carry, y = cell.step_projected(params, carry, projected[..., :-size])
+            return perturb(new_carry, y, projected[..., -size:])
+
+    wrapped = Cell(
+        name=f"perturbed_{cell.name}",
+        hidden_size=cell.hidden_size,
+        init=cell.init,
+        initial_carry=cell.initial_carry,
+        step=step,
+        input_size=lambda params: cell.input_size(params) + size,
+        project_inputs=project_inputs,
+        step_projected=step_projected,
+        recurrent_weight=cell.recurrent_weight,
+        hyperparameters=cell.hyperparameters,
+    )
+    return _Perturbation(wrapped, size, split)
+
+
+def _check_unroll_options(options: dict) -> None:
+    if "return_carries" in options:
+        raise ValueError(
+            "return_carries is not an option of the diagnostics; they return norms only"
+        )
+
+
+def _perturbed_unroll(cell: Cell, params: Params, xs: jax.Array, options: dict):
+    """Returns ``(run, eps0, perturbation)`` with ``run(eps) -> (ys, final_carry)``."""
+    _check_unroll_options(options)
+    xs = jnp.asarray(xs)
+    if xs.ndim < 2:
+        raise ValueError(f"xs must have shape [..., T, F], got shape {xs.shape}")
+    if xs.shape[-1] != cell.input_size(params):
+        raise ValueError(
+            f"xs has feature size {xs.shape[-1]} (last axis) but the params of this "
+            f"{cell.name} cell expect input_size={cell.input_size(params)}"
+        )
+    perturbation = _perturbation(cell)
+    carry_dtype = jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))[0].dtype
+    dtype = jnp.result_type(xs.dtype, carry_dtype)
+    xs = xs.astype(dtype)
+    eps0 = jnp.zeros(xs.shape[:-1] + (perturbation.size,), dtype)
+
+    def run(eps):
+        return unroll(perturbation.cell, params, jnp.concatenate([xs, eps], axis=-1), **options)
+
+    return run, eps0, perturbation
+
+
+def carry_grad_norms(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    loss_fn: Callable[[jax.Array], jax.Array],
+    *,
+    per_example: bool = False,
+    **unroll_options,
+):
+    r"""``||dL/dcarry_t||`` for every step, one curve per carry leaf, in one backward pass.
+
+    ``carry_t`` is the carry after consuming ``xs[..., t, :]`` and ``L = loss_fn(ys)``
+    with ``ys, _ = rnnlab.unroll(cell, params, xs, **unroll_options)``.  The gradient
+    is the total derivative of ``L`` with respect to ``carry_t``, through all later
+    steps and through the output ``y_t`` (which is the ``h`` leaf of the carry for
+    every rnnlab cell).  It is computed with the zero-perturbation trick: step ``t``
+    adds ``eps_t`` to the carry it produces, and ``dL/deps_t`` at ``eps = 0`` equals
+    ``dL/dcarry_t``, so one ``jax.grad`` gives every step at once.
+
+    At padded steps (``t >= lengths``) the carry is frozen by :func:`rnnlab.unroll`,
+    so the perturbation is ignored and the norm is exactly 0.
+
+    Args:
+      cell: any :class:`rnnlab.cells.Cell`.
+      params: its params.
+      xs: ``[..., T, F]`` inputs.
+      loss_fn: ``loss_fn(ys) -> scalar`` with ``ys: [..., T, H]``.
+      per_example: if ``False`` (default), the norm at step ``t`` is taken over the
+        batch and feature axes together, i.e. it is the norm of the step-``t`` slice
+        of the whole gradient; with a loss summed over examples this is
+        ``sqrt(sum_b ||dL_b/dcarry_{b,t}||^2)``.  If ``True``, one norm per example.
+      **unroll_options: ``lengths``, ``reverse``, ``resets``, ``carry``, ``unroll``,
+        ``remat``, passed to :func:`rnnlab.unroll`.
+
+    Returns:
+      A pytree shaped like the carry (``LSTMCarry(h, c)`` for the LSTM, an array for
+      the RNN and GRU) whose leaves have shape ``[T]``, or ``[..., T]`` with
+      ``per_example=True``.
+
+    Example::
+
+      cell = rnnlab.lstm(64)
+      params = cell.init(key, 8)
+      norms = carry_grad_norms(cell, params, xs, lambda ys: jnp.sum(ys[..., -1, :] ** 2))
+      decay = norms.c[0] / norms.c[-1]
+    """
+    run, eps0, perturbation = _perturbed_unroll(cell, params, xs, unroll_options)
+    loss = lambda eps: loss_fn(run(eps)[0])  # noqa: E731
+    grads = perturbation.split(jax.grad(loss)(eps0))  # leaves [..., T, *leaf]
+    batch_ndim = eps0.ndim - 2
+
+    def norm(leaf):
+        trailing = tuple(range(batch_ndim + 1, leaf.ndim))
+        squares = jnp.sum(jnp.square(leaf), axis=trailing)  # [..., T]
+        if not per_example:
+            squares = jnp.sum(squares, axis=tuple(range(batch_ndim)))
+        return jnp.sqrt(squares)
+
+    return jax.tree.map(norm, grads)
+
+
+def _power_iteration_norms(jvp, vjp, shape, dtype, iterations: int, key) -> jax.Array:
+    """``sigma_max`` of linear maps by power iteration on ``J^T J``, batched over ``shape[:-1]``.
+
+    ``jvp(v)`` and ``vjp(u)`` apply ``J`` and ``J^T`` to ``[*batch, D]`` stacks.
+    """
+
+    def normalize(v):
+        return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
+
+    def body(_, v):
+        return normalize(vjp(jvp(v)))
+
+    v = normalize(jax.random.normal(key, shape, dtype))
+    v = jax.lax.fori_loop(0, iterations, body, v)
+    return jnp.linalg.norm(jvp(v), axis=-1)
+
+
+def jacobian_norms(
+    cell: Cell,
+    params: Params,
+    xs: jax.Array,
+    *,
+    method: str = "auto",
+    iterations: int = 100,
+    key: jax.Array | None = None,
+    chunk_size: int | None = 32,
+    **unroll_options,
+) -> jax.Array:
+    r"""Spectral norms ``||d carry_T / d carry_t||_2`` for every step ``t``.
+
+    The state is the whole carry flattened to ``D`` numbers (``D = H`` for the RNN
+    and GRU, ``D = 2H`` with ``(h, c)`` for the LSTM); ``carry_T`` is the final carry
+    of :func:`rnnlab.unroll` and ``carry_t`` the carry after consuming
+    ``xs[..., t, :]``.  So the last entry is 1 (an identity), and for a linear RNN
+    ``h_t = h_{t-1} W + x_t U`` the entry ``t`` is ``||W^{T-1-t}||_2``.  Steps after a
+    sequence's length, and before a reset that precedes ``T``, give 0.
+
+    Methods:
+
+    - ``"exact"``: builds every ``D x D`` Jacobian with ``D`` vector-Jacobian products
+      (one batched backward pass through the zero-perturbation trick) and takes its
+      largest singular value.  Cost ``O(D T)`` step evaluations, memory ``O(T D^2)``.
+    - ``"power"``: matrix-free power iteration on ``J_t^T J_t`` with ``jax.jvp`` and
+      ``jax.vjp`` of a perturbation at step ``t``, for every ``t`` (batched over
+      ``chunk_size`` steps at a time).  Cost ``O(iterations T^2)`` step evaluations,
+      memory ``O(chunk_size T D)``; no ``D x D`` matrix is formed.  The estimate is a
+      lower bound that converges like ``(sigma_2/sigma_1)^(2 iterations)``; it is
+      exact when the top singular value is isolated, and with a near-degenerate top
+      it still lies in ``[sigma_2, sigma_1]``.  Measured against ``"exact"`` (T=40,
+      tanh RNN and GRU with H=32, LSTM with H=16, 3 seeds each): never above it by
+      more than float32 rounding (4e-7), and below it by at most 3.5e-2 relative
+      after 30 iterations and 1e-2 after 100.  Near-orthogonal Jacobians (few steps
+      apart, orthogonal init) converge slowest.
+    - ``"auto"`` (default): ``"exact"`` if ``D <=`` :data:`EXACT_JACOBIAN_MAX_SIZE`,
+      else ``"power"``.
+
+    Args:
+      cell: any :class:`rnnlab.cells.Cell`.
+      params: its params.
+      xs: ``[..., T, F]`` inputs.
+      method: ``"auto"``, ``"exact"`` or ``"power"``.
+      iterations: power iterations (``method="power"``).
+      key: PRNG key of the power iteration's start vectors; default ``PRNGKey(0)``.
+      chunk_size: steps handled together by ``"power"`` (``None``: all ``T``).
+      **unroll_options: ``lengths``, ``reverse``, ``resets``, ``carry``, ``unroll``,
+        ``remat``, passed to :func:`rnnlab.unroll`.
+
+    Returns:
+      ``[..., T]``, one norm per example and step.
+    """
+    if method not in ("auto", "exact", "power"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'power', got {method!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations!r}")
+    run, eps0, perturbation = _perturbed_unroll(cell, params, xs, unroll_options)
+    size, steps = perturbation.size, eps0.shape[-2]
+    batch_ndim = eps0.ndim - 2
+
+    def final_state(eps):  # [..., T, D] -> [..., D]
+        leaves = jax.tree.leaves(run(eps)[1])
+        return jnp.concatenate(
+            [leaf.reshape(leaf.shape[:batch_ndim] + (-1,)) for leaf in leaves], axis=-1
+        )
+
+    if method == "exact" or (method == "auto" and size <= EXACT_JACOBIAN_MAX_SIZE):
+        _, pullback = jax.vjp(final_state, eps0)
+        basis = jnp.eye(size, dtype=eps0.dtype)
+        basis = jnp.broadcast_to(
+            basis.reshape((size,) + (1,) * batch_ndim + (size,)),
+            (size,) + eps0.shape[:-2] + (size,),
+        )
+        rows = jax.vmap(lambda u: pullback(u)[0])(basis)  # [D_out, ..., T, D_in]
+        jacobians = jnp.moveaxis(rows, 0, -2)  # [..., T, D_out, D_in]
+        return jnp.linalg.norm(jacobians, ord=2, axis=(-2, -1))
+
+    _, linear = jax.linearize(final_state, eps0)
+    transpose = jax.linear_transpose(linear, eps0)
+
+    def at_step(t):
+        mask = (jnp.arange(steps) == t).astype(eps0.dtype)[:, None]  # [T, 1]
+        jvp = lambda v: linear(v[..., None, :] * mask)  # noqa: E731
+        vjp = lambda u: transpose(u)[0][..., t, :]  # noqa: E731
+        start = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, t)
+        return _power_iteration_norms(
+            jvp, vjp, eps0.shape[:-2] + (size,), eps0.dtype, iterations, start
+        )
+
+    norms = jax.lax.map(at_step, jnp.arange(steps), batch_size=chunk_size)  # [T, ...]
+    return jnp.moveaxis(norms, 0, -1)
+
+
+# --------------------------------------------------------------------------------------
+# Spectrum of the recurrent matrix and the Pascanu bound
+# --------------------------------------------------------------------------------------
+
+
+class RecurrentSpectrum(NamedTuple):
+    """Spectrum of each ``[H, H]`` gate block of the recurrent matrix.
+
+    ``G`` is the number of gate blocks (1 for the RNN, 4 for the LSTM in the order
+    ``i, f, g, o``, 3 for the GRU in the order ``r, z, n``).
+
+    Attributes:
+      singular_values: ``[..., G, H]``, descending.
+      eigenvalues: ``[..., G, H]`` complex, in no particular order.
+      spectral_radius: ``[..., G]``, ``max |eigenvalue|``.
+    """
+
+    singular_values: jax.Array
+    eigenvalues: jax.Array
+    spectral_radius: jax.Array
+
+
+def _recurrent_blocks(cell: Cell, params: Params) -> jax.Array:
+    if cell.recurrent_weight is None:
+        raise ValueError(
+            f"cell {cell.name!r} has no recurrent_weight; build it with a recurrent_weight "
+            "function to use the spectrum diagnostics"
+        )
+    weight = cell.recurrent_weight(params)  # [..., H, G*H]
+    hidden = weight.shape[-2]
+    if weight.shape[-1] % hidden:
+        raise ValueError(
+            f"recurrent_weight must have shape [H, G*H], got {weight.shape}; "
+            "the spectrum needs square gate blocks"
+        )
+    blocks = weight.shape[-1] // hidden
+    split = weight.reshape(weight.shape[:-1] + (blocks, hidden))  # [..., H, G, H]
+    return jnp.moveaxis(split, -2, -3)  # [..., G, H, H]
+
+
+def recurrent_spectrum(cell: Cell, params: Params) -> RecurrentSpectrum:
+    r"""Singular values, eigenvalues and spectral radius of the recurrent gate blocks.
+
+    The Jacobian of a tanh RNN step is ``diag(sigma'(z_t)) W_hh^T``; ``W_hh`` and its
+    transpose share singular values and eigenvalues, so the stored ``x @ W`` layout
+    does not matter.  Pascanu et al. 2013: for a linear RNN, spectral radius
+    ``< 1`` is sufficient for vanishing gradients and ``> 1`` necessary for
+    exploding ones; for a nonlinear RNN, ``sigma_max < 1/gamma`` is sufficient for
+    vanishing.
+
+    ``eigenvalues`` uses ``jnp.linalg.eigvals``, which runs on the host (CPU).
+
+    Args:
+      cell: a cell with ``recurrent_weight`` (all rnnlab cells).
+      params: its params; leading batch axes (e.g. vmapped seeds) are allowed.
+
+    Returns:
+      A :class:`RecurrentSpectrum`.
+    """
+    blocks = _recurrent_blocks(cell, params)
+    singular = jnp.linalg.svd(blocks, compute_uv=False)
+    eigenvalues = jnp.linalg.eigvals(blocks)
+    return RecurrentSpectrum(singular, eigenvalues, jnp.max(jnp.abs(eigenvalues), axis=-1))
+
+
+def pascanu_eta(cell: Cell, params: Params) -> jax.Array:
+    r"""``eta = gamma * sigma_max(W_hh)`` of Pascanu et al. 2013 for an Elman RNN.
+
+    ``gamma`` bounds ``|sigma'|``: 1 for tanh (and ReLU, linear), 1/4 for sigmoid.
+    Then ``||dL/dh_k|| <= eta^(T-k) ||dL/dh_T||`` for a loss on ``h_T``; see
+    :func:`pascanu_bound`.
+
+    Args:
+      cell: an :func:`rnnlab.rnn` cell (its ``hyperparameters`` name the activation).
+      params: its params; leading batch axes are allowed.
+
+    Returns:
+      ``[...]``, the scalar ``eta`` per parameter set.
+
+    Raises:
+      ValueError: for a cell without an ``activation`` hyperparameter (gated cells:
+        their Jacobian is not ``diag(sigma') W``, so the bound does not apply).
+    """
+    activation = cell.hyperparameters.get("activation")
+    if activation not in DERIVATIVE_BOUND:
+        raise ValueError(
+            f"pascanu_eta needs an Elman RNN (rnnlab.rnn) with activation in "
+            f"{tuple(DERIVATIVE_BOUND)}; cell {cell.name!r} has activation={activation!r}"
+        )
+    sigma_max = jnp.linalg.norm(cell.recurrent_weight(params), ord=2, axis=(-2, -1))
+    return DERIVATIVE_BOUND[activation] * sigma_max
+
+
+def pascanu_bound(eta, steps: int) -> jax.Array:
+    r"""The bound ``eta^(T-1-t)`` on ``||dL/dh_t|| / ||dL/dh_{T-1}||`` for ``t < T``.
+
+    Pascanu et al. 2013, eq. (6)-(7): ``||dE/dx_k|| <= eta^(t-k) ||dE/dx_t||``.
+    Multiply by the measured ``||dL/dh_{T-1}||`` to anchor it at the last step; the
+    bound holds for a loss that depends on the last state only.
+
+    Args:
+      eta: ``[...]``, e.g. from :func:`pascanu_eta`.
+      steps: ``T``.
+
+    Returns:
+      ``[..., T]``, equal to 1 at the last step.
+    """
+    eta = jnp.asarray(eta)
+    distance = jnp.arange(steps - 1, -1, -1, dtype=eta.dtype if eta.dtype.kind == "f" else None)
+    return jnp.power(eta[..., None], distance)
+
+
+# --------------------------------------------------------------------------------------
+# Training-time statistics
+# --------------------------------------------------------------------------------------
+
+
+def _path_name(path) -> str:
+    """``'/'``-joined name of a pytree key path, e.g. ``"cell/weight_hh"``."""
+    parts = []
+    for entry in path:
+        if isinstance(entry, jax.tree_util.DictKey):
+            parts.append(str(entry.key))
+        elif isinstance(entry, jax.tree_util.SequenceKey):
+            parts.append(str(entry.idx))
+        elif isinstance(entry, jax.tree_util.GetAttrKey):
+            parts.append(entry.name)
+        else:
+            parts.append(str(entry).strip(".[]'\""))
+    return "/".join(parts)
+
+
+def gradient_statistics(grads, clip_norm=None) -> dict:
+    """Training-time gradient statistics; pure, so usable inside a jitted step.
+
+    Args:
+      grads: a pytree of gradient arrays, e.g. ``{"cell": {...}, "readout": {...}}``.
+      clip_norm: optional threshold ``tau`` of global-norm clipping (Pascanu et al.
+        2013, Algorithm 1: if ``||g|| >= tau`` then ``g <- tau g / ||g||``).  May be a
+        Python number or a (traced) array.
+
+    Returns:
+      A dict with
+
+      - ``"global_norm"``: scalar ``||g||_2 = sqrt(sum over leaves of sum g^2)``;
+      - ``"clipped"``: bool scalar ``global_norm > clip_norm`` (``False`` when
+        ``clip_norm`` is ``None``);
+      - ``"group_norms"``: ``{name: scalar}``, the L2 norm of each leaf keyed by its
+        ``'/'``-joined key path, e.g. ``"cell/weight_hh"``.
+
+    Example::
+
+      stats = gradient_statistics({"cell": cell_grads, "readout": readout_grads}, 1.0)
+      stats["group_norms"]["cell/weight_hh"]
+    """
+    group_norms = {
+        _path_name(path): jnp.linalg.norm(jnp.ravel(leaf))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]
+    }
+    squares = [jnp.square(norm) for norm in group_norms.values()]
+    global_norm = jnp.sqrt(sum(squares)) if squares else jnp.zeros(())
+    clipped = jnp.zeros((), bool) if clip_norm is None else global_norm > clip_norm
+    return {"global_norm": global_norm, "clipped": clipped, "group_norms": group_norms}

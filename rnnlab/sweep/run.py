@@ -1,0 +1,244 @@
+"""``run_sweep``: groups, strategy choice, chunked execution, resume and result files."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from rnnlab.progress import Progress
+from rnnlab.sweep.execute import (
+    STRATEGIES,
+    Builder,
+    ChunkResult,
+    GroupExecutor,
+    ProcessPool,
+    config_mesh,
+    default_strategy,
+    group_configs,
+    iter_chunks,
+    pad_to,
+)
+from rnnlab.sweep.results import Threshold, _curve, append_rows, load_rows, make_row, write_results
+
+__all__ = ["SweepResult", "compare_strategies", "run_sweep"]
+
+#: Calibration needs this many configurations per candidate strategy in one group;
+#: below it the extra compilations cost more than a better choice could save.
+MIN_CALIBRATION = 4
+#: At most this many configurations per calibration chunk: the slow strategies'
+#: chunks are real work, but slow, so keep them short.
+CALIBRATION_SIZE = 8
+
+
+def fallback_strategy(workers: int) -> str:
+    """The CPU strategy of groups that run before (or without) a calibration.
+
+    One single-threaded process per core was the fastest on our 2-core CPU at
+    every shape we measured (e.g. LSTM H=32, B=32, T=50: processes 680,
+    loop 194, vmap 134 configurations x steps / s; see the sweep experiment's
+    ``--compare-strategies``), so it is the default when there are several cores.
+    """
+    return "processes" if workers > 1 else "loop"
+
+
+class SweepResult(NamedTuple):
+    """``rows``: one dict per configuration, in input order; ``summary``: as in summary.json."""
+
+    rows: list[dict]
+    summary: dict
+
+
+class _Throughput:
+    """Configurations x steps per second, per strategy, compile time excluded."""
+
+    def __init__(self):
+        self.work: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def add(self, strategy: str, config_steps: float, seconds: float) -> None:
+        self.work[strategy] = self.work.get(strategy, 0.0) + config_steps
+        self.seconds[strategy] = self.seconds.get(strategy, 0.0) + seconds
+
+    def rates(self) -> dict[str, float]:
+        return {s: self.work[s] / max(self.seconds[s], 1e-9) for s in self.work}
+
+
+def _check(strategy: str, chunk_size: int, workers: int | None) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is unknown; use one of {STRATEGIES}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1 (processes per sweep); got {workers}")
+
+
+def run_sweep(
+    configs: Sequence[Mapping[str, Any]],
+    build: Builder,
+    *,
+    out: str | Path | None = None,
+    strategy: str = "auto",
+    chunk_size: int = 64,
+    mesh: Mesh | None = None,
+    threshold: Threshold = None,
+    workers: int | None = None,
+    progress: bool = True,
+    label: str = "sweep",
+) -> SweepResult:
+    """Trains every configuration; vmaps within static groups; resumes from ``out``.
+
+    Args:
+      configs: configurations with stable ids (:func:`rnnlab.sweep.configurations`).
+        A configuration's ``"seed"`` becomes ``jax.random.PRNGKey(seed)``, keys in
+        ``build.dynamic_names`` are traced hyperparameters, and every other key
+        is static: configurations are grouped by those and each group compiles once.
+      build: a picklable :class:`~rnnlab.sweep.execute.Builder`.
+      out: folder for ``results.jsonl``, ``curves.jsonl``, ``results.csv`` and
+        ``summary.json``; configurations already in its ``results.jsonl`` are not
+        rerun.  ``None`` keeps everything in memory.
+      strategy: ``"auto"``, ``"vmap"``, ``"loop"`` or ``"processes"``
+        (see :mod:`rnnlab.sweep.execute`).
+      chunk_size: configurations per compiled call (memory bound) and per
+        resumable unit; rounded up to a multiple of the mesh size.
+      mesh: the 1-D device mesh for ``"vmap"``; default all devices.
+      threshold: test loss for ``steps_to_threshold`` (number or function of the config).
+      workers: processes of ``"processes"``; default ``os.cpu_count()``.
+      progress: print a progress line to stderr.
+      label: the progress line's label.
+
+    Returns:
+      A :class:`SweepResult`.  ``summary["throughput"]`` is configurations x steps
+      per second per strategy used; ``summary["calibration"]`` the measurements
+      behind ``"auto"``'s choice.
+    """
+    _check(strategy, chunk_size, workers)
+    started = time.perf_counter()
+    mesh = config_mesh() if mesh is None else mesh
+    workers = workers or os.cpu_count() or 1
+    groups = group_configs(configs, tuple(build.dynamic_names))
+    ids = {config["id"] for config in configs}
+    finished = {k: v for k, v in load_rows(out).items() if k in ids}
+    pending_total = sum(c["id"] not in finished for c in configs)
+
+    chosen = strategy if strategy != "auto" else default_strategy(mesh)
+    candidates = ["vmap", "loop"] + (["processes"] if workers > 1 else [])
+    calibration: dict[str, float] = {}
+    throughput = _Throughput()
+    compile_seconds = 0.0
+    pool = ProcessPool(workers) if workers > 1 or strategy == "processes" else None
+    bar = Progress(pending_total, label, unit="cfg") if progress else None
+    writer = out is not None and jax.process_index() == 0
+
+    def record(group, executor, strategy_used, chunk, result: ChunkResult):
+        nonlocal compile_seconds
+        compile_seconds += result.compile_seconds
+        throughput.add(strategy_used, len(chunk) * executor.trainable.steps, result.run_seconds)
+        rows = [
+            make_row(config, history, group=group.id, threshold=threshold)
+            for config, history in zip(chunk, result.histories, strict=True)
+        ]
+        for row in rows:
+            finished[row["id"]] = row
+        if writer:
+            curves = [_curve(c, h) for c, h in zip(chunk, result.histories, strict=True)]
+            append_rows(out, rows, curves)
+        rate = len(chunk) * executor.trainable.steps / max(result.run_seconds, 1e-9)
+        if bar is not None:
+            diverged = sum(row["diverged"] for row in rows)
+            bar.update(len(chunk), strategy=strategy_used, cfg_steps_per_s=rate, diverged=diverged)
+        return rate
+
+    try:
+        for group in groups:
+            queue = [c for c in group.configs if c["id"] not in finished]
+            if not queue:
+                continue
+            executor = GroupExecutor(build, group, mesh, pool)
+            if chosen is None and len(queue) >= MIN_CALIBRATION * len(candidates):
+                size = min(chunk_size, len(queue) // len(candidates), CALIBRATION_SIZE)
+                for candidate in candidates:
+                    chunk, queue = queue[:size], queue[size:]
+                    result = executor.run(candidate, chunk, pad_to(size, mesh.size))
+                    calibration[candidate] = record(group, executor, candidate, chunk, result)
+                chosen = max(calibration, key=calibration.get)
+            current = chosen or fallback_strategy(workers)
+            size = pad_to(min(chunk_size, max(len(queue), 1)), mesh.size)
+            for chunk in iter_chunks(queue, size):
+                record(group, executor, current, chunk, executor.run(current, chunk, size))
+    finally:
+        if pool is not None:
+            pool.close()
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+    rows = [finished[c["id"]] for c in configs]
+    summary = {
+        "configurations": len(configs),
+        "run": pending_total,
+        "resumed": len(configs) - pending_total,
+        "groups": len(groups),
+        "diverged": sum(bool(row["diverged"]) for row in rows),
+        "strategy": {"requested": strategy, "chosen": chosen or fallback_strategy(workers)},
+        "calibration": calibration,
+        "throughput": throughput.rates(),
+        "devices": mesh.size,
+        "platform": mesh.devices.flat[0].platform,
+        "workers": workers,
+        "chunk_size": chunk_size,
+        "compile_seconds": compile_seconds,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    if writer:
+        summary = write_results(out, rows, summary)
+    return SweepResult(rows, summary)
+
+
+def compare_strategies(
+    configs: Sequence[Mapping[str, Any]],
+    build: Builder,
+    *,
+    repeats: int = 5,
+    workers: int | None = None,
+    mesh: Mesh | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Measures vmap, loop and process-per-core on the same configurations, interleaved.
+
+    The configurations must form one static group.  Each strategy first runs
+    once untimed (compilation, worker start-up), then the strategies take turns
+    ``repeats`` times (round-robin, so load from other processes hits all alike).
+
+    Returns:
+      ``{strategy: {"throughput": [configs x steps / s per repeat], "median": ...,
+      "compile_seconds": ...}}``.
+    """
+    mesh = config_mesh() if mesh is None else mesh
+    groups = group_configs(configs, tuple(build.dynamic_names))
+    if len(groups) != 1:
+        raise ValueError(f"configs span {len(groups)} static groups; pass one group's configs")
+    workers = workers or os.cpu_count() or 1
+    pool = ProcessPool(workers)
+    executor = GroupExecutor(build, groups[0], mesh, pool)
+    configs = groups[0].configs
+    size = pad_to(len(configs), mesh.size)
+    work = len(configs) * executor.trainable.steps
+    strategies = ["vmap", "loop"] + (["processes"] if workers > 1 else [])
+    out = {s: {"throughput": [], "compile_seconds": 0.0} for s in strategies}
+    try:
+        for strategy in strategies:
+            out[strategy]["compile_seconds"] = executor.run(strategy, configs, size).compile_seconds
+        for _ in range(repeats):
+            for strategy in strategies:
+                seconds = executor.run(strategy, configs, size).run_seconds
+                out[strategy]["throughput"].append(work / seconds)
+    finally:
+        pool.close()
+    for values in out.values():
+        values["median"] = float(np.median(values["throughput"]))
+    return out

@@ -1,0 +1,73 @@
+"""Sequence tasks: synthetic long-range problems and small real data sets shipped in packages.
+
+Every task is a :class:`Task` record: a pure, jittable ``sample(key, batch_size)``,
+its loss, its headline metric and the closed-form loss of the trivial predictor
+(``baseline_loss``), which plots draw.  :func:`make_task` builds one by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+
+from rnnlab.tasks.adding import adding, multiplication
+from rnnlab.tasks.base import Batch, Task
+from rnnlab.tasks.copying import copying
+from rnnlab.tasks.digits import digits
+from rnnlab.tasks.forecasting import sunspots
+from rnnlab.tasks.latch import latch
+from rnnlab.tasks.temporal_order import temporal_order
+from rnnlab.tasks.text import char_lm, dyck_text, generate
+
+__all__ = [
+    "TASKS",
+    "Batch",
+    "Task",
+    "adding",
+    "char_lm",
+    "copying",
+    "digits",
+    "dyck_text",
+    "generate",
+    "latch",
+    "make_task",
+    "multiplication",
+    "sunspots",
+    "temporal_order",
+]
+
+#: Task factories by name.
+TASKS = {
+    "adding": adding,
+    "multiplication": multiplication,
+    "copying": copying,
+    "temporal_order": temporal_order,
+    "latch": latch,
+    "digits": digits,
+    "sunspots": sunspots,
+    "char_lm": char_lm,
+}
+
+
+def make_task(name: str, length: int | None = None, **options) -> Task:
+    """Builds the task ``name`` with sequence length ``length`` (``None``: its default).
+
+    Raises:
+      ValueError: naming ``task`` for an unknown name (with the closest match), or
+        the option for an unknown or invalid option.
+    """
+    if name not in TASKS:
+        close = difflib.get_close_matches(str(name), TASKS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"task={name!r} is unknown{hint} Known tasks: {tuple(TASKS)}")
+    factory = TASKS[name]
+    accepted = inspect.signature(factory).parameters
+    for option in options:
+        if option not in accepted or option == "length":
+            raise ValueError(
+                f"task_options has unknown field {option!r} for task {name!r}; "
+                f"it accepts {tuple(p for p in accepted if p != 'length')}"
+            )
+    if length is not None:
+        options["length"] = length
+    return factory(**options)

@@ -1,0 +1,254 @@
+"""Typed, validated training configuration: shapes and structure, not swept values.
+
+Values that sweeps vary (learning rate, clip threshold, init scale, forget bias,
+weight decay, momentum) have their *defaults* here; at run time they travel as
+arrays in ``hparams`` (see :meth:`rnnlab.train.Trainer.default_hparams`), so a
+sweep vmaps over them without recompiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "CELLS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TrainConfig",
+    "add_config_arguments",
+    "config_from_arguments",
+]
+
+CELLS = ("lstm", "gru", "rnn")
+ACTIVATIONS = ("tanh", "relu", "linear", "sigmoid")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that fixes the compiled program, plus the defaults of ``hparams``.
+
+    Attributes:
+      task: a name in :data:`rnnlab.tasks.TASKS`.
+      length: the task's sequence length ``T``; ``None`` for the task's default.
+      task_options: other keyword arguments of the task factory, e.g.
+        ``{"variant": "hochreiter"}`` for the adding problem.
+      cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
+      hidden_size: ``H``.
+      num_layers: recurrent layers stacked with :func:`rnnlab.layers.stacked`.
+      activation: the ``rnn`` cell's nonlinearity (``"relu"`` with
+        ``recurrent_init="identity"`` is Le et al.'s IRNN).
+      recurrent_init: initializer name of ``W_hh``; ``None`` keeps the cell's default.
+      optimizer: ``"sgd"`` (with momentum), ``"adam"``, ``"rmsprop"`` or ``"adamw"``.
+      schedule: learning-rate decay over ``steps``: ``"constant"``, ``"cosine"`` or
+        ``"linear"`` (to zero), after ``warmup_steps`` of linear warm-up.
+      batch_size, steps: minibatch size and number of optimizer steps.
+      chunk_steps: steps per compiled ``lax.scan`` chunk; also the evaluation,
+        logging and checkpoint interval.  Must divide ``steps``.
+      eval_batch_size: fresh sequences per evaluation of a synthetic task (data
+        sets evaluate on their held-out split).
+      learning_rate, clip_norm, forget_bias, recurrent_scale, weight_decay,
+        momentum: defaults of the swept ``hparams``.  ``clip_norm=None`` turns
+        clipping off (``inf`` in ``hparams``); ``momentum=None`` means 0.9 for SGD
+        and 0 otherwise.  ``weight_decay`` is decoupled for AdamW and an L2 term
+        for the others.
+      seed: the run's PRNG seed.
+      inject_nan_at_step: test hook: the loss (and so every gradient) becomes NaN
+        at this step, to exercise divergence handling.  ``None`` in real runs.
+    """
+
+    task: str = "adding"
+    length: int | None = None
+    task_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    cell: str = "lstm"
+    hidden_size: int = 64
+    num_layers: int = 1
+    activation: str = "tanh"
+    recurrent_init: str | None = None
+    optimizer: str = "adam"
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    batch_size: int = 50
+    steps: int = 3000
+    chunk_steps: int = 100
+    eval_batch_size: int = 1000
+    learning_rate: float = 3e-3
+    clip_norm: float | None = 1.0
+    forget_bias: float = 1.0
+    recurrent_scale: float = 1.0
+    weight_decay: float = 0.0
+    momentum: float | None = None
+    seed: int = 0
+    inject_nan_at_step: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "task_options", dict(self.task_options))
+        _choice("cell", self.cell, CELLS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        for name in ("hidden_size", "num_layers", "batch_size", "steps", "chunk_steps"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("eval_batch_size", self.eval_batch_size)
+        if self.length is not None:
+            _positive_int("length", self.length)
+        _int_at_least("warmup_steps", self.warmup_steps, 0)
+        _int_at_least("seed", self.seed, 0)
+        if self.steps % self.chunk_steps:
+            raise ValueError(
+                f"chunk_steps={self.chunk_steps} must divide steps={self.steps}; "
+                f"e.g. chunk_steps={math.gcd(self.steps, self.chunk_steps)}"
+            )
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}")
+        _positive_float("learning_rate", self.learning_rate)
+        if self.clip_norm is not None:
+            _positive_float("clip_norm", self.clip_norm)
+        _finite_float("forget_bias", self.forget_bias)
+        _positive_float("recurrent_scale", self.recurrent_scale, allow_zero=True)
+        _positive_float("weight_decay", self.weight_decay, allow_zero=True)
+        if self.momentum is not None and not 0.0 <= _finite_float("momentum", self.momentum) < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        if self.inject_nan_at_step is not None:
+            _int_at_least("inject_nan_at_step", self.inject_nan_at_step, 0)
+        if self.cell != "rnn" and self.activation != "tanh":
+            raise ValueError(
+                f"activation={self.activation!r} applies to cell='rnn' only; "
+                f"the {self.cell} cell has fixed gate nonlinearities"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Builds a config from a dict (e.g. ``config.json``); unknown names are errors.
+
+        Raises:
+          ValueError: naming the unknown field and the closest known one.
+        """
+        known = [field.name for field in dataclasses.fields(cls)]
+        for name in values:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown config field {name!r}{hint}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied (validated, unknown names rejected)."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    @property
+    def num_chunks(self) -> int:
+        return self.steps // self.chunk_steps
+
+    @property
+    def resolved_momentum(self) -> float:
+        if self.momentum is not None:
+            return self.momentum
+        return 0.9 if self.optimizer == "sgd" else 0.0
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name}={value!r} is not supported{hint}; use one of {choices}")
+
+
+def _int_at_least(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _positive_int(name, value):
+    _int_at_least(name, value, 1)
+
+
+def _finite_float(name, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _positive_float(name, value, allow_zero=False):
+    number = _finite_float(name, value)
+    if number < 0 or (number == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+def _parse_optional(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "off") else kind(text)
+
+    parse.__name__ = f"{kind.__name__} or none"
+    return parse
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when possible (``8``, ``true``), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--task-option takes KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+_ARGUMENT_TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "int | None": _parse_optional(int),
+    "float | None": _parse_optional(float),
+    "str | None": _parse_optional(str),
+}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Adds one ``--flag`` per :class:`TrainConfig` field (defaults from the dataclass).
+
+    ``task_options`` becomes a repeatable ``--task-option KEY=VALUE``.
+    """
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in exclude:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.name == "task_options":
+            parser.add_argument(
+                "--task-option",
+                dest="task_options",
+                type=_parse_option,
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="task factory option, e.g. variant=hochreiter (repeatable)",
+            )
+            continue
+        kind = _ARGUMENT_TYPES[field.type]
+        choices = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
+        parser.add_argument(
+            flag, type=kind, default=field.default, choices=choices, help=f"default {field.default}"
+        )
+
+
+def config_from_arguments(arguments: argparse.Namespace, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of parsed :func:`add_config_arguments` flags."""
+    values = {
+        field.name: getattr(arguments, field.name)
+        for field in dataclasses.fields(TrainConfig)
+        if hasattr(arguments, field.name)
+    }
+    values["task_options"] = dict(values.get("task_options") or [])
+    values.update(overrides)
+    return TrainConfig.from_dict(values)

@@ -1,0 +1,347 @@
+"""The compiled training engine: ``make_train(config)`` returns pure, vmappable functions.
+
+purejaxrl-style: one optimizer step is a pure function, a chunk of steps is one
+``lax.scan``, and a whole run is a scan over chunks with an evaluation after
+each, so ``jax.jit(jax.vmap(trainer.train))(keys, hparams)`` trains a sweep in
+one program.  Data are sampled on the device inside the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rnnlab.cells import gru, lstm, rnn
+from rnnlab.diagnostics import gradient_statistics
+from rnnlab.layers import Layer, recurrent, stacked
+from rnnlab.tasks import Batch, Task, make_task
+from rnnlab.train.config import TrainConfig
+from rnnlab.unroll import tree_where
+
+__all__ = ["HPARAM_NAMES", "Model", "TrainState", "Trainer", "make_model", "make_train"]
+
+#: The values a sweep may vary; scalars in ``hparams``.
+HPARAM_NAMES = (
+    "learning_rate",
+    "clip_norm",
+    "recurrent_scale",
+    "forget_bias",
+    "weight_decay",
+    "momentum",
+)
+
+
+class TrainState(NamedTuple):
+    """The whole state of a run: saving it and restoring it resumes bit for bit.
+
+    Attributes:
+      params: ``{"cell": cell params, "readout": {"weight": [H, O], "bias": [O]}}``
+        (``"cell"`` is a tuple of per-layer params when ``num_layers > 1``).
+      opt_state: the optax state.
+      step: int32 scalar, optimizer steps taken.
+      key: the PRNG key of the training data stream, split every step.
+      eval_key: the fixed key of the evaluation sequences (synthetic tasks).
+      diverged_step: int32 scalar, the first step whose loss or gradient norm was
+        non-finite, or -1.  From then on params and opt_state are frozen.
+    """
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+    eval_key: jax.Array
+    diverged_step: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+    """A recurrent layer and a linear readout, for one task.
+
+    Attributes:
+      layer: the :class:`rnnlab.layers.Layer` (one cell or a stack).
+      cells: the cell of each layer (for per-step generation).
+      init: ``init(key) -> params``.
+      apply: ``apply(params, inputs [B, T, F], lengths=None) -> outputs``,
+        ``[B, O]`` for readout ``"last"`` and ``[B, T, O]`` for ``"every"``.
+      initial_carry: ``initial_carry(batch_shape=()) -> carry``.
+      step: ``step(params, carry, x [..., F]) -> (carry, outputs [..., O])``, one
+        time step including the readout (used for sampling text).
+    """
+
+    layer: Layer
+    cells: tuple
+    init: Callable
+    apply: Callable
+    initial_carry: Callable
+    step: Callable
+
+
+def _make_cell(config: TrainConfig, hparams: Mapping[str, jax.Array]):
+    options = {"recurrent_scale": hparams["recurrent_scale"]}
+    if config.recurrent_init is not None:
+        options["recurrent_init"] = config.recurrent_init
+    if config.cell == "lstm":
+        return lstm(config.hidden_size, forget_bias=hparams["forget_bias"], **options)
+    if config.cell == "gru":
+        return gru(config.hidden_size, **options)
+    return rnn(config.hidden_size, config.activation, **options)
+
+
+def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]) -> Model:
+    """Builds the cell(s) from ``hparams`` (init scale and forget bias may be traced).
+
+    The readout is ``y W + b`` with ``W [H, O]`` drawn ``N(0, 1/H)`` and ``b = 0``,
+    applied to the last valid step (``"last"``) or to every step (``"every"``).
+    """
+    cells = tuple(_make_cell(config, hparams) for _ in range(config.num_layers))
+    layer = recurrent(cells[0]) if len(cells) == 1 else stacked(cells)
+    hidden = layer.output_size
+
+    def init(key):
+        cell_key, readout_key = jax.random.split(key)
+        weight = jax.random.normal(readout_key, (hidden, task.output_size)) / jnp.sqrt(hidden)
+        return {
+            "cell": layer.init(cell_key, task.input_size),
+            "readout": {"weight": weight, "bias": jnp.zeros((task.output_size,))},
+        }
+
+    def readout(params, ys):
+        return ys @ params["readout"]["weight"] + params["readout"]["bias"]
+
+    def apply(params, inputs, lengths=None):
+        ys, _ = layer.apply(params["cell"], inputs, lengths=lengths)
+        if task.readout == "last":
+            if lengths is None:
+                ys = ys[..., -1, :]
+            else:
+                ys = jnp.take_along_axis(ys, (lengths - 1)[..., None, None], axis=-2)[..., 0, :]
+        return readout(params, ys)
+
+    def step(params, carry, x):
+        if len(cells) == 1:
+            carry, y = cells[0].step(params["cell"], carry, x)
+            return carry, readout(params, y)
+        new_carry = []
+        for cell, cell_params, layer_carry in zip(cells, params["cell"], carry, strict=True):
+            layer_carry, x = cell.step(cell_params, layer_carry, x)
+            new_carry.append(layer_carry)
+        return tuple(new_carry), readout(params, x)
+
+    return Model(layer, cells, init, apply, layer.initial_carry, step)
+
+
+def learning_rate_factor(config: TrainConfig, count: jax.Array) -> jax.Array:
+    """The schedule's multiplier of ``hparams["learning_rate"]`` at optimizer step ``count``.
+
+    Linear warm-up over ``warmup_steps``, then ``"constant"`` 1, ``"cosine"``
+    ``(1 + cos(pi p))/2`` or ``"linear"`` ``1 - p`` with ``p`` the fraction of the
+    remaining steps done.
+    """
+    count = jnp.asarray(count, jnp.float32)
+    warmup = config.warmup_steps
+    factor = jnp.minimum(1.0, (count + 1.0) / warmup) if warmup else jnp.float32(1.0)
+    progress = jnp.clip((count - warmup) / max(config.steps - warmup, 1), 0.0, 1.0)
+    if config.schedule == "cosine":
+        factor = factor * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    elif config.schedule == "linear":
+        factor = factor * (1.0 - progress)
+    return factor
+
+
+def make_optimizer(config: TrainConfig, hparams: Mapping[str, jax.Array]):
+    """The optax transformation for ``config.optimizer`` with array hyperparameters.
+
+    Built inside the traced function, so ``learning_rate``, ``momentum`` and
+    ``weight_decay`` may be vmapped.  Clipping is applied before (see
+    :meth:`Trainer.train_chunk`).
+    """
+
+    def learning_rate(count):
+        return hparams["learning_rate"] * learning_rate_factor(config, count)
+
+    if config.optimizer == "adamw":
+        return optax.adamw(learning_rate, weight_decay=hparams["weight_decay"])
+    if config.optimizer == "sgd":
+        base = optax.sgd(learning_rate, momentum=hparams["momentum"])
+    elif config.optimizer == "adam":
+        base = optax.adam(learning_rate)
+    else:
+        base = optax.rmsprop(learning_rate, momentum=hparams["momentum"])
+    return optax.chain(optax.add_decayed_weights(hparams["weight_decay"]), base)
+
+
+def _as_key(key: jax.Array) -> jax.Array:
+    """Accepts new-style typed keys and raw ``uint32[2]`` keys."""
+    key = jnp.asarray(key) if not hasattr(key, "dtype") else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def _check_hparams(hparams: Mapping[str, Any]) -> None:
+    missing = [name for name in HPARAM_NAMES if name not in hparams]
+    unknown = [name for name in hparams if name not in HPARAM_NAMES]
+    if missing or unknown:
+        raise ValueError(
+            f"hparams must have exactly the keys {HPARAM_NAMES}; missing {missing}, "
+            f"unknown {unknown}.  Start from trainer.default_hparams()"
+        )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """The pure functions of one training configuration (see :func:`make_train`)."""
+
+    config: TrainConfig
+    task: Task
+
+    def default_hparams(self) -> dict[str, jax.Array]:
+        """The config's defaults as float32 scalars; ``clip_norm`` is ``inf`` when off."""
+        config = self.config
+        values = {
+            "learning_rate": config.learning_rate,
+            "clip_norm": float("inf") if config.clip_norm is None else config.clip_norm,
+            "recurrent_scale": config.recurrent_scale,
+            "forget_bias": config.forget_bias,
+            "weight_decay": config.weight_decay,
+            "momentum": config.resolved_momentum,
+        }
+        return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
+
+    def model(self, hparams: Mapping[str, jax.Array]) -> Model:
+        return make_model(self.config, self.task, hparams)
+
+    def init(self, key: jax.Array, hparams: Mapping[str, jax.Array]) -> TrainState:
+        """A fresh state: model params from ``key`` and the init values in ``hparams``."""
+        _check_hparams(hparams)
+        init_key, data_key, eval_key = jax.random.split(_as_key(key), 3)
+        params = self.model(hparams).init(init_key)
+        opt_state = make_optimizer(self.config, hparams).init(params)
+        return TrainState(
+            params=params,
+            opt_state=opt_state,
+            step=jnp.zeros((), jnp.int32),
+            key=data_key,
+            eval_key=eval_key,
+            diverged_step=jnp.full((), -1, jnp.int32),
+        )
+
+    def _loss(self, model: Model, params, batch: Batch, step: jax.Array) -> jax.Array:
+        loss = self.task.loss(model.apply(params, batch.inputs, batch.lengths), batch)
+        if self.config.inject_nan_at_step is not None:
+            loss = loss * jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
+        return loss
+
+    def train_step(self, state: TrainState, hparams: Mapping[str, jax.Array]):
+        """One optimizer step on a fresh minibatch.
+
+        Gradients are clipped by global norm (Pascanu et al. 2013, Alg. 1: if
+        ``||g|| > tau`` then ``g <- tau g / ||g||``).  If the loss or ``||g||`` is
+        non-finite, or the run diverged earlier, params and optimizer state are
+        kept (``jnp.where``) and ``diverged_step`` records the first such step.
+
+        Returns:
+          ``(state, metrics)`` with scalar ``loss``, ``grad_norm`` (before
+          clipping), ``clipped`` and ``finite``.
+        """
+        model = self.model(hparams)
+        optimizer = make_optimizer(self.config, hparams)
+        key, batch_key = jax.random.split(state.key)
+        batch = self.task.sample(batch_key, self.config.batch_size)
+        loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
+            state.params, batch, state.step
+        )
+        statistics = gradient_statistics(grads, hparams["clip_norm"])
+        norm, clipped = statistics["global_norm"], statistics["clipped"]
+        scale = jnp.where(clipped, hparams["clip_norm"] / norm, 1.0)
+        grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(norm)
+        healthy = state.diverged_step < 0
+        keep = finite & healthy
+        state = TrainState(
+            params=tree_where(keep, params, state.params),
+            opt_state=tree_where(keep, opt_state, state.opt_state),
+            step=state.step + 1,
+            key=key,
+            eval_key=state.eval_key,
+            diverged_step=jnp.where(healthy & ~finite, state.step, state.diverged_step),
+        )
+        return state, {"loss": loss, "grad_norm": norm, "clipped": clipped, "finite": finite}
+
+    def train_chunk(self, state: TrainState, hparams: Mapping[str, jax.Array]):
+        """``config.chunk_steps`` steps as one ``lax.scan``; metrics are ``[chunk_steps]``."""
+        return jax.lax.scan(
+            lambda s, _: self.train_step(s, hparams), state, length=self.config.chunk_steps
+        )
+
+    def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], key: jax.Array):
+        """Loss and metric on the held-out split, or on ``eval_batch_size`` fresh sequences.
+
+        Returns:
+          ``{"loss": scalar, task.metric_name: scalar}``.
+        """
+        task = self.task
+        if task.test_set is not None:
+            batch = task.test_set()
+        else:
+            batch = task.sample(_as_key(key), self.config.eval_batch_size)
+        outputs = self.model(hparams).apply(state.params, batch.inputs, batch.lengths)
+        return {"loss": task.loss(outputs, batch), task.metric_name: task.metric(outputs, batch)}
+
+    def train(self, key: jax.Array, hparams: Mapping[str, jax.Array]):
+        """The whole run as one pure function: nested scans over chunks and steps.
+
+        Returns:
+          ``(state, history)``; ``history`` has ``[num_chunks]`` arrays ``step``,
+          ``train_loss`` (chunk mean), ``test_loss``, ``test_metric``, ``grad_norm``
+          (chunk mean), ``clip_rate``, and scalars ``diverged``, ``diverged_step``,
+          ``final_test_loss`` and ``final_test_metric``.
+        """
+        state = self.init(key, hparams)
+
+        def chunk(state, _):
+            state, metrics = self.train_chunk(state, hparams)
+            evals = self.evaluate(state, hparams, state.eval_key)
+            return state, summarize_chunk(self.task, state, metrics, evals)
+
+        state, history = jax.lax.scan(chunk, state, length=self.config.num_chunks)
+        history["diverged"] = state.diverged_step >= 0
+        history["diverged_step"] = state.diverged_step
+        history["final_test_loss"] = history["test_loss"][-1]
+        history["final_test_metric"] = history["test_metric"][-1]
+        return state, history
+
+
+def summarize_chunk(task: Task, state: TrainState, metrics, evals) -> dict[str, jax.Array]:
+    """One history row: chunk means of the step metrics, and the evaluation."""
+    return {
+        "step": state.step,
+        "train_loss": jnp.mean(metrics["loss"]),
+        "test_loss": evals["loss"],
+        "test_metric": evals[task.metric_name],
+        "grad_norm": jnp.mean(metrics["grad_norm"]),
+        "clip_rate": jnp.mean(metrics["clipped"].astype(jnp.float32)),
+    }
+
+
+def make_train(config: TrainConfig) -> Trainer:
+    """Builds the task and returns the :class:`Trainer` of ``config``.
+
+    Example::
+
+        trainer = make_train(TrainConfig(task="adding", length=100, steps=3000))
+        hparams = trainer.default_hparams()
+        keys = jax.random.split(jax.random.key(0), 4)
+        batched = jax.tree.map(lambda v: jnp.full((4,), v), hparams)
+        state, history = jax.jit(jax.vmap(trainer.train))(keys, batched)
+    """
+    task = make_task(config.task, config.length, **config.task_options)
+    return Trainer(config=config, task=task)

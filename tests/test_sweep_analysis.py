@@ -1,0 +1,142 @@
+"""Sweep analysis and result rows: importance, marginals, heatmap tables, files, plots."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rnnlab.io import read_jsonl
+from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals
+from rnnlab.sweep import (
+    heatmap_table,
+    importance,
+    make_row,
+    marginal,
+    metric_values,
+    steps_to_threshold,
+)
+from rnnlab.sweep.analysis import levels
+from rnnlab.sweep.results import append_rows, load_rows, write_results
+
+
+def additive_rows(a_effects, b_effects, repeats=1):
+    """A balanced full factorial with log10(metric) = a_i + b_j exactly."""
+    rows = []
+    for (i, a), (j, b), r in itertools.product(
+        enumerate(a_effects), enumerate(b_effects), range(repeats)
+    ):
+        rows.append({"a": i, "b": float(j), "seed": r, "loss": 10.0 ** (a + b), "diverged": False})
+    return rows
+
+
+effects = st.lists(st.floats(-2, 2), min_size=2, max_size=5)
+
+
+@given(effects, effects)
+def test_importance_recovers_additive_variance_shares(a_effects, b_effects):
+    """Oracle: for y = a_i + b_j on a balanced grid, Var(y) = Var(a) + Var(b) exactly, so the
+    main-effect fractions are Var(a)/Var(y) and Var(b)/Var(y), with no interaction left."""
+    rows = additive_rows(a_effects, b_effects)
+    total = np.var(a_effects) + np.var(b_effects)
+    result = importance(rows, ["a", "b"], "loss")
+    if total < 1e-9:
+        assert result["a"] == result["b"] == 0.0
+        return
+    np.testing.assert_allclose(result["a"], np.var(a_effects) / total, atol=1e-6)
+    np.testing.assert_allclose(result["b"], np.var(b_effects) / total, atol=1e-6)
+    assert result["interactions+noise"] < 1e-6
+
+
+def test_importance_of_a_pure_interaction_is_zero():
+    """Oracle: y = a XOR b has no main effect: every marginal mean equals the grand mean."""
+    rows = [{"a": a, "b": b, "loss": 10.0 ** (a ^ b)} for a in (0, 1) for b in (0, 1)]
+    result = importance(rows, ["a", "b"], "loss")
+    assert result["a"] == pytest.approx(0) and result["b"] == pytest.approx(0)
+    assert result["interactions+noise"] == pytest.approx(1)
+
+
+@given(st.lists(st.floats(1e-5, 1.0), min_size=9, max_size=60, unique=True), st.integers(2, 8))
+def test_levels_bin_continuous_values_by_equal_counts(values, bins):
+    """Oracle: quantile binning: bins are ordered, and their sizes differ by at most one."""
+    index, centers = levels(values, bins)
+    if len(values) <= bins:
+        assert sorted(index) == list(range(len(values)))
+        return
+    counts = np.bincount(index, minlength=bins)
+    assert counts.max() - counts.min() <= 1
+    order = np.argsort(values)
+    assert np.all(np.diff(index[order]) >= 0)
+    assert centers == sorted(centers)
+
+
+def test_metric_values_scores_nonfinite_as_worst():
+    """Oracle: the documented convention: a NaN or inf metric counts as the worst finite one."""
+    rows = [{"loss": 0.1}, {"loss": float("nan")}, {"loss": 10.0}, {"loss": float("inf")}]
+    np.testing.assert_allclose(metric_values(rows, "loss"), [-1, 1, 1, 1])
+    with pytest.raises(ValueError, match="metric='nope'"):
+        metric_values(rows, "nope")
+
+
+def test_heatmap_table_and_marginal_match_direct_numpy():
+    """Oracle: medians and diverged fractions recomputed with numpy on the selected rows."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"lr": lr, "fb": fb, "seed": s, "loss": float(rng.uniform(0.01, 1)), "diverged": bool(d)}
+        for lr, fb, s, d in itertools.product([1e-3, 1e-2, 1e-1], [0.0, 1.0], range(3), [0, 1])
+    ]
+    table = heatmap_table(rows, "lr", "fb", "loss")
+    for (j, fb), (i, lr) in itertools.product(enumerate([0.0, 1.0]), enumerate([1e-3, 1e-2, 1e-1])):
+        members = [r for r in rows if r["lr"] == lr and r["fb"] == fb]
+        assert table["value"][j, i] == pytest.approx(
+            np.median([math.log10(r["loss"]) for r in members])
+        )
+        assert table["diverged"][j, i] == pytest.approx(np.mean([r["diverged"] for r in members]))
+        assert table["count"][j, i] == len(members)
+    for level in marginal(rows, "fb", "loss"):
+        members = [math.log10(r["loss"]) for r in rows if r["fb"] == level["value"]]
+        assert level["mean"] == pytest.approx(np.mean(members))
+        assert level["count"] == len(members)
+
+
+def test_make_row_thresholds_and_divergence():
+    """Oracle: the history written by hand: first step under the threshold, NaN -> diverged."""
+    history = {
+        "step": np.array([10, 20, 30]),
+        "test_loss": np.array([0.2, 0.05, 0.01]),
+        "train_loss": np.array([0.3, np.nan, 0.02]),
+        "diverged": np.array(False),
+        "diverged_step": np.array(15),
+    }
+    assert steps_to_threshold(history, 0.06) == 20
+    assert steps_to_threshold(history, 0.001) is None
+    row = make_row({"id": "x", "lr": 0.12}, history, group="g", threshold=lambda c: 0.5 * c["lr"])
+    assert row["steps_to_threshold"] == 20 and row["threshold"] == pytest.approx(0.06)
+    assert row["diverged"] is True  # a NaN training loss, though the engine flag is False
+    assert row["final_test_loss"] == 0.01 and row["best_test_loss"] == 0.01
+    assert row["diverged_step"] == 15 and row["steps"] == 30
+
+
+def test_result_files_round_trip(tmp_path):
+    """Oracle: what was written: JSONL rows read back (NaN restored), CSV has one line per row."""
+    rows = [{"id": "a", "loss": float("nan"), "diverged": True}, {"id": "b", "loss": 0.5}]
+    append_rows(tmp_path, rows, [{"id": "a", "step": np.arange(3)}])
+    loaded = load_rows(tmp_path)
+    assert math.isnan(loaded["a"]["loss"]) and loaded["b"]["loss"] == 0.5
+    assert read_jsonl(tmp_path / "curves.jsonl")[0]["step"] == [0, 1, 2]
+    write_results(tmp_path, rows, {"configurations": 2})
+    assert len((tmp_path / "results.csv").read_text().splitlines()) == 3
+
+
+def test_plots_write_pngs(tmp_path):
+    """Oracle: the PNG signature of each written file (the figures are checked by eye)."""
+    rows = additive_rows([0.0, 1.0, 2.0], [0.0, -1.0])
+    rows[0]["diverged"] = True
+    panels = {"A": rows, "B": rows}
+    plot_heatmaps(panels, "a", "b", "loss", tmp_path / "heat.png", title="t")
+    plot_marginals(panels, ["a", "b"], "loss", tmp_path / "marg.png")
+    plot_importance({"A": importance(rows, ["a", "b"], "loss")}, tmp_path / "imp.png")
+    for name in ("heat", "marg", "imp"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

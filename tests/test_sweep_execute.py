@@ -1,0 +1,273 @@
+"""Sweep execution: grouping, vmap vs alone, sharding, processes, resume, divergence.
+
+Two engines: ``ToyBuilder``, a tiny pure gradient-descent stand-in that compiles
+in milliseconds (for the machinery), and rnnlab's real trainer at a tiny size.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rnnlab.sweep import (
+    Trainable,
+    compare_strategies,
+    configurations,
+    group_configs,
+    load_rows,
+    product,
+    run_sweep,
+    seeds,
+)
+from rnnlab.sweep.engine import TrainerBuilder
+from rnnlab.train import TrainConfig, make_train
+
+TOY_STEPS, TOY_EVALS = 40, 4
+
+
+def toy_train(dim, key, hparams):
+    """Gradient descent on ``|w - target|^2 scale``: it diverges to NaN when ``lr scale > 1``."""
+    target = jax.random.normal(key, (dim,))
+
+    def step(w, _):
+        w = w - hparams["learning_rate"] * 2 * hparams["scale"] * (w - target)
+        return w, jnp.sum((w - target) ** 2)
+
+    w, losses = jax.lax.scan(step, jnp.zeros(dim), None, length=TOY_STEPS)
+    every = losses.reshape(TOY_EVALS, -1)[:, -1]
+    history = {
+        "step": jnp.arange(1, TOY_EVALS + 1) * (TOY_STEPS // TOY_EVALS),
+        "train_loss": every,
+        "test_loss": every,
+        "diverged": ~jnp.all(jnp.isfinite(losses)),
+    }
+    return w, history
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyBuilder:
+    """Static ``dim`` changes shapes; ``learning_rate`` and ``scale`` are traced."""
+
+    dynamic_names: tuple = ("learning_rate", "scale")
+    fail_on_dim: int | None = None
+
+    def __call__(self, static):
+        if static["dim"] == self.fail_on_dim:
+            raise KeyboardInterrupt("simulated interruption")
+        BUILT.append(static["dim"])
+        defaults = {"learning_rate": jnp.float32(0.1), "scale": jnp.float32(1.0)}
+        return Trainable(lambda k, h: toy_train(static["dim"], k, h), defaults, TOY_STEPS)
+
+
+BUILT: list = []
+
+TOY_SPACE = product(dim=[2, 3], learning_rate=[0.01, 0.1, 1.0], scale=[1.0, 4.0], seed=seeds(2))
+TOY_ALONE = {dim: jax.jit(functools.partial(toy_train, dim)) for dim in (2, 3)}
+
+
+def toy_alone(config):
+    """One configuration trained on its own, outside the sweep machinery."""
+    hparams = {name: np.float32(config[name]) for name in ("learning_rate", "scale")}
+    return TOY_ALONE[config["dim"]](jax.random.PRNGKey(config["seed"]), hparams)[1]
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "cell": st.sampled_from(["lstm", "gru"]),
+                "hidden_size": st.sampled_from([4, 8]),
+                "learning_rate": st.floats(1e-4, 1e-1),
+                "seed": st.integers(0, 3),
+            }
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_groups_partition_by_static_values(configs):
+    """Oracle: a partition: every configuration is in exactly one group, and two configurations
+    share a group iff their non-traced, non-seed values are equal."""
+    configs = [{"id": str(i), **c} for i, c in enumerate(configs)]
+    groups = group_configs(configs, ("learning_rate",))
+    members = [c["id"] for g in groups for c in g.configs]
+    assert sorted(members) == sorted(c["id"] for c in configs)
+    for group in groups:
+        for config in group.configs:
+            assert {"cell": config["cell"], "hidden_size": config["hidden_size"]} == group.static
+    assert len({json.dumps(g.static, sort_keys=True) for g in groups}) == len(groups)
+
+
+def test_toy_sweep_matches_alone_and_isolates_divergence():
+    """Oracle: each configuration trained alone with jax.jit; NaN in one vmapped lane must not
+    change the others, and is recorded as diverged."""
+    configs = configurations(TOY_SPACE)
+    result = run_sweep(configs, ToyBuilder(), strategy="vmap", chunk_size=5, progress=False)
+    diverged = 0
+    for config, row in zip(configs, result.rows, strict=True):
+        alone = toy_alone(config)
+        assert row["diverged"] == bool(alone["diverged"])
+        diverged += row["diverged"]
+        if not row["diverged"]:
+            np.testing.assert_allclose(row["final_test_loss"], alone["test_loss"][-1], rtol=1e-5)
+    assert 0 < diverged < len(configs)  # lr 1 x scale 4 diverges, the rest do not
+    assert result.summary["diverged"] == diverged
+
+
+def test_processes_strategy_matches_loop():
+    """Oracle: the in-process loop: the same configurations in spawned single-threaded workers
+    give the same rows (processes change scheduling, not arithmetic)."""
+    configs = configurations(TOY_SPACE)[:6]
+    loop = run_sweep(configs, ToyBuilder(), strategy="loop", progress=False)
+    procs = run_sweep(configs, ToyBuilder(), strategy="processes", workers=2, progress=False)
+    for a, b in zip(loop.rows, procs.rows, strict=True):
+        np.testing.assert_allclose(a["final_test_loss"], b["final_test_loss"], rtol=1e-5)
+    assert procs.summary["throughput"].keys() == {"processes"}
+
+
+def test_resume_skips_finished_work(tmp_path):
+    """Oracle: the count of builds: after an interruption in the second group, rerunning
+    builds only that group, and the rows equal an uninterrupted sweep's."""
+    configs = configurations(TOY_SPACE)
+    BUILT.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(configs, ToyBuilder(fail_on_dim=3), out=tmp_path, strategy="vmap", progress=False)
+    assert BUILT == [2]
+    finished = load_rows(tmp_path)
+    assert set(finished) == {c["id"] for c in configs if c["dim"] == 2}
+    BUILT.clear()
+    resumed = run_sweep(configs, ToyBuilder(), out=tmp_path, strategy="vmap", progress=False)
+    assert BUILT == [3]
+    assert resumed.summary["resumed"] == len(finished)
+    BUILT.clear()
+    again = run_sweep(configs, ToyBuilder(), out=tmp_path, strategy="vmap", progress=False)
+    assert BUILT == [] and again.summary["run"] == 0
+    sessions = again.summary["sessions"]
+    assert [session["run"] for session in sessions] == [len(configs) - len(finished), 0]
+    fresh = run_sweep(configs, ToyBuilder(), strategy="vmap", progress=False)
+    for a, b in zip(resumed.rows, fresh.rows, strict=True):
+        assert a["id"] == b["id"]
+        np.testing.assert_allclose(a["final_test_loss"], b["final_test_loss"], rtol=1e-6)
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(lines) == len(configs) + 1
+    assert json.loads((tmp_path / "summary.json").read_text())["configurations"] == len(configs)
+
+
+def test_auto_strategy_calibrates_every_candidate_and_picks_the_fastest():
+    """Oracle: the recorded measurements: auto tried vmap, loop and processes on real work,
+    chose the largest throughput, and still produced every row."""
+    configs = configurations(TOY_SPACE)
+    result = run_sweep(configs, ToyBuilder(), strategy="auto", workers=2, progress=False)
+    calibration = result.summary["calibration"]
+    assert calibration.keys() == {"vmap", "loop", "processes"}
+    assert result.summary["strategy"]["chosen"] == max(calibration, key=calibration.get)
+    assert [row["id"] for row in result.rows] == [c["id"] for c in configs]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"strategy": "pmap"}, "strategy"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, message):
+    """Oracle: the documented argument ranges."""
+    with pytest.raises(ValueError, match=message):
+        run_sweep(configurations(TOY_SPACE), ToyBuilder(), progress=False, **kwargs)
+
+
+# The real engine, tiny: a ReLU/identity RNN; the recurrent_scale=1e4 lane overflows at step 0.
+REAL_BASE = {
+    "task": "adding",
+    "length": 6,
+    "cell": "rnn",
+    "activation": "relu",
+    "recurrent_init": "identity",
+    "hidden_size": 4,
+    "batch_size": 8,
+    "steps": 20,
+    "chunk_steps": 10,
+    "eval_batch_size": 16,
+}
+REAL_SPACE = product(learning_rate=[1e-2, 3e-2], seed=seeds(3)) | product(
+    learning_rate=1.0, recurrent_scale=1e4, clip_norm=float("inf"), seed=0
+)
+
+
+@pytest.fixture(scope="module")
+def real_sweep():
+    configs = configurations(REAL_SPACE)
+    return configs, run_sweep(configs, TrainerBuilder(REAL_BASE), strategy="vmap", progress=False)
+
+
+def test_real_vmapped_sweep_matches_training_alone(real_sweep):
+    """Oracle: each configuration trained alone by jax.jit(make_train(config).train), outside
+    the sweep; the exploding lane is flagged diverged and does not change the others."""
+    configs, result = real_sweep
+    trainer = make_train(TrainConfig(**REAL_BASE))
+    alone = jax.jit(trainer.train)
+    for config, row in zip(configs, result.rows, strict=True):
+        hparams = dict(trainer.default_hparams())
+        hparams.update({k: jnp.float32(v) for k, v in config.items() if k in hparams})
+        _, history = alone(jax.random.PRNGKey(config["seed"]), hparams)
+        assert row["diverged"] == bool(history["diverged"])
+        np.testing.assert_allclose(row["final_test_loss"], history["test_loss"][-1], rtol=2e-4)
+        np.testing.assert_allclose(row["final_train_loss"], history["train_loss"][-1], rtol=2e-4)
+    assert [row["diverged"] for row in result.rows] == [False] * 6 + [True]
+
+
+def test_sharded_over_four_devices_matches_one(real_sweep, tmp_path):
+    """Oracle: the single-device sweep: the same sweep sharded over 4 forced CPU devices
+    (NamedSharding over a 'configs' mesh axis) in a subprocess gives the same rows."""
+    configs, result = real_sweep
+    script = textwrap.dedent(
+        f"""
+        import json, jax
+        from rnnlab.sweep import configurations, run_sweep
+        from rnnlab.sweep.engine import TrainerBuilder
+        from tests.test_sweep_execute import REAL_BASE, REAL_SPACE
+        assert len(jax.devices()) == 4, jax.devices()
+        result = run_sweep(configurations(REAL_SPACE), TrainerBuilder(REAL_BASE), progress=False,
+                           out={str(tmp_path)!r})
+        print(json.dumps(result.summary["strategy"]), result.summary["devices"])
+        """
+    )
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": os.getcwd(),
+    }
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert '"chosen": "vmap"' in done.stdout and done.stdout.split()[-1] == "4"
+    sharded = load_rows(tmp_path)
+    for row in result.rows:
+        other = sharded[row["id"]]
+        assert other["diverged"] == row["diverged"]
+        np.testing.assert_allclose(other["final_test_loss"], row["final_test_loss"], rtol=2e-4)
+
+
+def test_compare_strategies_times_each_on_one_group():
+    """Oracle: the contract: one group only (else ValueError), every repeat timed per strategy,
+    and the median is the median of those repeats."""
+    configs = [c for c in configurations(TOY_SPACE) if c["dim"] == 2]
+    timings = compare_strategies(configs, ToyBuilder(), repeats=3, workers=1)
+    assert timings.keys() == {"vmap", "loop"}
+    for values in timings.values():
+        assert len(values["throughput"]) == 3 and min(values["throughput"]) > 0
+        assert values["median"] == np.median(values["throughput"])
+    with pytest.raises(ValueError, match="static groups"):
+        compare_strategies(configurations(TOY_SPACE), ToyBuilder(), repeats=1, workers=1)

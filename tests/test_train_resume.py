@@ -1,0 +1,102 @@
+"""Resuming rnnlab.train runs: after a kill, the result is bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import chex
+import numpy as np
+import pytest
+
+from rnnlab import io
+from rnnlab.train import TrainConfig, restore_state, run
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(task="adding", length=8, hidden_size=8, batch_size=8, steps=60, chunk_steps=10)
+ARGS = [
+    "--task=adding",
+    "--length=8",
+    "--hidden-size=8",
+    "--batch-size=8",
+    "--steps=200",
+    "--chunk-steps=5",
+    "--quiet",
+]
+TIMING = "steps_per_second"
+
+
+def _records(out: Path) -> list[dict]:
+    records = io.read_jsonl(out / "metrics.jsonl")
+    return [{k: v for k, v in record.items() if k != TIMING} for record in records]
+
+
+def _final(out: Path) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    return {k: v for k, v in summary.items() if k != "wall_time_s"}
+
+
+def _assert_same_run(resumed: Path, uninterrupted: Path) -> None:
+    assert _records(resumed) == _records(uninterrupted)
+    assert _final(resumed) == _final(uninterrupted)
+    chex.assert_trees_all_equal(restore_state(resumed), restore_state(uninterrupted))
+
+
+def test_stop_and_resume_in_process_is_bit_identical(tmp_path):
+    """Oracle: the uninterrupted run with the same seed — params, optimizer state, PRNG key,
+    metrics and summary agree bit for bit after stopping at a chunk boundary and resuming,
+    also when a metrics record was appended after the last checkpoint (a kill between the
+    two writes): it is replayed, not duplicated."""
+    config = TrainConfig(**CONFIG)
+    stopped = run(config, tmp_path / "a", stop_after_chunks=3, show_progress=False, plots=False)
+    assert stopped.summary == {"stopped_at_step": 30}
+    assert not (tmp_path / "a" / "summary.json").exists()
+    records = io.read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    io.append_jsonl(tmp_path / "a" / "metrics.jsonl", [{**records[-1], "step": 40}])
+    run(config, tmp_path / "a", show_progress=False, plots=False)
+    run(config, tmp_path / "b", show_progress=False, plots=False)
+    _assert_same_run(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(ValueError, match="hidden_size"):
+        run(config.replace(hidden_size=16), tmp_path / "a", show_progress=False)
+
+
+def _train(out: Path, cache: Path) -> subprocess.Popen:
+    """``experiments/train.py`` in a subprocess; a shared compilation cache saves recompiling."""
+    command = [sys.executable, str(ROOT / "experiments" / "train.py"), *ARGS, f"--out={out}"]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+    }
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_sigkill_then_rerun_is_bit_identical(tmp_path):
+    """Oracle: an uninterrupted subprocess run — SIGKILL after a checkpoint lands, re-run the
+    same command with the same --out, and the final params and metrics agree bit for bit."""
+    killed, reference, cache = tmp_path / "killed", tmp_path / "reference", tmp_path / "cache"
+    uninterrupted = _train(reference, cache)
+    assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read().decode()
+    process = _train(killed, cache)
+    deadline = time.monotonic() + 120
+    checkpoints = killed / "checkpoints"
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoints.exists() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    resumed = _train(killed, cache)
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr.decode()
+    assert b"resuming" in stderr
+    _assert_same_run(killed, reference)
+    assert np.isfinite(_final(killed)["final_test_loss"])
