@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnlab
-from rnnlab import diagnostics, io, plots
+from rnnlab import diagnostics, io, plots, runtime
 from rnnlab.plots import grad_norms as grad_norm_plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
@@ -391,6 +391,7 @@ def decay_series(family: Family, args, measured) -> list[grad_norm_plots.DecaySe
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
     start_time = time.perf_counter()
     out, study = args.out, families(args)
     io.write_json(

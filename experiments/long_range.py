@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from rnnlab import io
+from rnnlab import io, runtime
 from rnnlab.plots.training import plot_success_vs_length
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train, train_seeds
@@ -49,6 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--success-fraction", type=float, default=0.1)
     parser.add_argument("--success-threshold", type=float, default=None)
     arguments = parser.parse_args(argv)
+    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
 
     plan = [
         (task, cell, length)

@@ -25,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rnnlab import runtime
 from rnnlab.io import write_json
 from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals
 from rnnlab.sweep import (
@@ -182,6 +183,7 @@ def findings(rows, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
     space = build_space(args)
     base = {
         "task": "adding",

@@ -16,6 +16,7 @@ import sys
 
 import jax
 
+from rnnlab import runtime
 from rnnlab.io import write_text
 from rnnlab.tasks import generate
 from rnnlab.train.config import add_config_arguments, config_from_arguments
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     arguments = parser.parse_args(argv)
+    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
     try:
         config = config_from_arguments(arguments)
     except ValueError as error:

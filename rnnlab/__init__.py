@@ -4,6 +4,8 @@ Map of the package:
 
 - :mod:`rnnlab.cells`: ``rnn``, ``lstm``, ``gru`` factories returning a ``Cell``.
 - :func:`rnnlab.unroll`: ``lax.scan`` over time with lengths, reverse, resets, remat.
+- :mod:`rnnlab.fused`: the cuDNN-style fused backward that ``unroll`` dispatches to.
+- :mod:`rnnlab.runtime`: ``tune_allocator()``, glibc settings that stop XLA's page faults.
 - :mod:`rnnlab.layers`: ``recurrent``, ``bidirectional`` and ``stacked`` layers.
 - :mod:`rnnlab.initializers`: named weight initializers.
 - :mod:`rnnlab.diagnostics`: per-step gradient norms, Jacobian norms, spectra, Pascanu bounds.
@@ -14,7 +16,19 @@ Map of the package:
 - :mod:`rnnlab.interop`: weights to and from ``torch.nn`` and ``flax`` cells.
 """
 
-from rnnlab import cells, diagnostics, initializers, interop, layers, nn, sweep, tasks, train
+from rnnlab import (
+    cells,
+    diagnostics,
+    fused,
+    initializers,
+    interop,
+    layers,
+    nn,
+    runtime,
+    sweep,
+    tasks,
+    train,
+)
 from rnnlab.cells import Cell, LSTMCarry, gru, lstm, rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.unroll import unroll
@@ -28,6 +42,7 @@ __all__ = [
     "bidirectional",
     "cells",
     "diagnostics",
+    "fused",
     "gru",
     "initializers",
     "interop",
@@ -36,6 +51,7 @@ __all__ = [
     "nn",
     "recurrent",
     "rnn",
+    "runtime",
     "stacked",
     "sweep",
     "tasks",

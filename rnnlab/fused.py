@@ -48,6 +48,7 @@ __all__ = ["ENABLED", "Recurrence", "dispatch", "fused_scan", "recurrence_of"]
 #: Dispatch :func:`rnnlab.unroll` to :func:`fused_scan` where it applies.  Measured by
 #: ``experiments/bench.py`` (``rnnlab`` against ``rnnlab-generic`` in its report).
 ENABLED = True
+PROJECT_IN_LOOP = True
 
 
 class Recurrence(NamedTuple):
@@ -64,11 +65,21 @@ class Recurrence(NamedTuple):
         ``px_t, hh_t: [..., G*H]``; everything in the step except the matmul.
       additive: ``True`` when ``pointwise`` depends on ``px_t + hh_t`` only (LSTM, RNN),
         so one gate gradient serves both ``dpx_t`` and ``dhh_t``.
+      pointwise_vjp: optional hand-written ``jax.vjp`` of ``pointwise``, for an additive
+        cell: ``pointwise_vjp(s_t, carry) -> ((carry, y), pullback)`` with
+        ``s_t = px_t + hh_t`` and ``pullback((d_carry, dy)) -> (d_s, d_carry)``, a
+        :class:`jax.tree_util.Partial` whose leaves are the residuals the forward
+        stacks over time.  Default ``None``: ``jax.vjp`` of ``pointwise``.
+      linear_inputs: ``True`` when the cell's ``project_inputs`` is
+        ``xs @ weight_ih + bias_ih`` (the built-in cells).  Then :func:`fused_scan`
+        takes the raw inputs and differentiates the projection itself.
     """
 
     hidden: Callable[[Carry], jax.Array]
     pointwise: Callable[[jax.Array, jax.Array, Carry], tuple[Carry, jax.Array]]
     additive: bool
+    pointwise_vjp: Callable | None = None
+    linear_inputs: bool = False
 
 
 def _lstm_pointwise(px, hh, carry):
@@ -77,6 +88,47 @@ def _lstm_pointwise(px, hh, carry):
     c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
     return LSTMCarry(h=h, c=c), h
+
+
+def _lstm_pointwise_vjp(s, carry):
+    """``jax.vjp`` of the LSTM's pointwise part at ``s = px + hh``, with compact residuals.
+
+    ``jax.vjp`` keeps eleven ``[..., H]`` residuals per step; stacking each over time
+    costs one buffer write per step, which dominated the forward.  This keeps the gate
+    activations ``[i, f, g, o]: [..., 4H]`` and ``c_{t-1}``, and the pullback recomputes
+    ``c_t = f c_{t-1} + i g`` (bit-identical to the forward's)::
+
+        dh = dh_t + dy_t;  dc = dc_t + dh * o * (1 - tanh(c_t)^2)
+        ds = [dc g i (1 - i), dc c_{t-1} f (1 - f), dc i (1 - g^2), dh tanh(c_t) o (1 - o)]
+        dc_{t-1} = dc f
+    """
+    # All four activations in one elementwise pass: tanh on the g block, sigmoid elsewhere.
+    hidden_size = s.shape[-1] // 4
+    column = jnp.arange(4 * hidden_size)
+    is_g = (column >= 2 * hidden_size) & (column < 3 * hidden_size)
+    gates = jnp.where(is_g, jnp.tanh(s), jax.nn.sigmoid(s))
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c = f * carry.c + i * g
+    h = o * jnp.tanh(c)
+    return (LSTMCarry(h=h, c=c), h), jax.tree_util.Partial(_lstm_pullback, gates, carry.c)
+
+
+def _lstm_pullback(gates, c_prev, cotangents):
+    d_carry, dy = cotangents
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    tanh_c = jnp.tanh(f * c_prev + i * g)
+    dh = d_carry.h + dy
+    dc = d_carry.c + dh * o * (1.0 - tanh_c * tanh_c)
+    ds = jnp.concatenate(
+        [
+            dc * g * i * (1.0 - i),
+            dc * c_prev * f * (1.0 - f),
+            dc * i * (1.0 - g * g),
+            dh * tanh_c * o * (1.0 - o),
+        ],
+        axis=-1,
+    )
+    return ds, LSTMCarry(h=jnp.zeros_like(dh), c=dc * f)
 
 
 def _gru_pointwise(px, hh, h):
@@ -109,12 +161,25 @@ def _builtin_recurrence(cell: Cell) -> Recurrence | None:
     step = cell.step_projected
     module, qualname = getattr(step, "__module__", ""), getattr(step, "__qualname__", "")
     if module == "rnnlab.cells.lstm" and qualname == "lstm.<locals>.step_projected":
-        return Recurrence(hidden=lambda carry: carry.h, pointwise=_lstm_pointwise, additive=True)
+        return Recurrence(
+            hidden=lambda carry: carry.h,
+            pointwise=_lstm_pointwise,
+            additive=True,
+            pointwise_vjp=_lstm_pointwise_vjp,
+            linear_inputs=True,
+        )
     if module == "rnnlab.cells.gru" and qualname == "gru.<locals>.step_projected":
-        return Recurrence(hidden=lambda h: h, pointwise=_gru_pointwise, additive=False)
+        return Recurrence(
+            hidden=lambda h: h, pointwise=_gru_pointwise, additive=False, linear_inputs=True
+        )
     if module == "rnnlab.cells.rnn" and qualname == "rnn.<locals>.step_projected":
         activation = cell.hyperparameters["activation"]
-        return Recurrence(hidden=lambda h: h, pointwise=_rnn_pointwise(activation), additive=True)
+        return Recurrence(
+            hidden=lambda h: h,
+            pointwise=_rnn_pointwise(activation),
+            additive=True,
+            linear_inputs=True,
+        )
     return None
 
 
@@ -140,31 +205,38 @@ def _outer_sum(a: jax.Array, b: jax.Array) -> jax.Array:
 def fused_scan(
     recurrence: Recurrence,
     params: Params,
-    px: jax.Array,
+    inputs: jax.Array,
     carry: Carry,
     *,
     reverse: bool = False,
 ):
-    """Runs the recurrence over time-major projected inputs with a cuDNN-style backward.
+    """Runs the recurrence over time-major inputs with a cuDNN-style backward.
 
     Args:
       recurrence: the cell's :class:`Recurrence`.
-      params: ``{weight_hh [H, G*H], bias_hh [G*H], ...}``; other entries are unused.
-      px: ``[T, ..., G*H]`` projected inputs ``xs @ W_ih + b_ih``, time first.
+      params: ``{weight_ih [F, G*H], bias_ih [G*H], weight_hh [H, G*H], bias_hh [G*H]}``;
+        the input weights are used only with ``recurrence.linear_inputs``.
+      inputs: time first: the raw inputs ``xs: [T, ..., F]`` if
+        ``recurrence.linear_inputs``, else the projected ``px: [T, ..., G*H]``.
       carry: the initial carry, leaves ``[..., *]``.
-      reverse: walk time from ``T - 1`` down to 0 (outputs stay aligned with ``px``).
+      reverse: walk time from ``T - 1`` down to 0 (outputs stay aligned with ``inputs``).
 
     Returns:
       ``(final_carry, ys)`` with ``ys: [T, ..., H]``, like ``lax.scan``.  Values equal
       ``lax.scan`` of the cell's ``step_projected``; gradients equal its autodiff up to
       float32 rounding.
     """
-    hidden, pointwise, additive = recurrence
+    hidden, pointwise, additive, pointwise_vjp, _ = recurrence
+    if pointwise_vjp is None:
+        pointwise_vjp = lambda s, c: jax.vjp(lambda s, c: pointwise(s, 0.0, c), s, c)  # noqa: E731
     # hidden() is linear (it selects part of the carry); its transpose maps dh to d carry.
     hidden_transpose = jax.linear_transpose(hidden, carry)
 
-    def forward(weight_hh, bias_hh, px, carry, save):
-        def body(c, px_t):
+    def forward(weights, inputs, carry, save):
+        weight_ih, bias_ih, weight_hh, bias_hh = weights
+
+        def body(c, x_t):
+            px_t = x_t if weight_ih is None else x_t @ weight_ih + bias_ih
             hh_t = hidden(c) @ weight_hh + bias_hh
             if not save:
                 new_c, y = pointwise(px_t, hh_t, c)
@@ -172,25 +244,27 @@ def fused_scan(
             # Save the pullback of the pointwise part: its residuals (the gate
             # activations) are stacked over time, so the backward recomputes nothing.
             if additive:
-                (new_c, y), pullback = jax.vjp(lambda s, c: pointwise(s, 0.0, c), px_t + hh_t, c)
+                (new_c, y), pullback = pointwise_vjp(px_t + hh_t, c)
             else:
                 (new_c, y), pullback = jax.vjp(pointwise, px_t, hh_t, c)
             return new_c, (y, (hidden(c), pullback))
 
-        final, (ys, saved) = jax.lax.scan(body, carry, px, reverse=reverse)
+        if weight_ih is not None and not PROJECT_IN_LOOP:
+            inputs, weight_ih = inputs @ weight_ih + bias_ih, None
+        final, (ys, saved) = jax.lax.scan(body, carry, inputs, reverse=reverse)
         return final, ys, saved
 
     @jax.custom_vjp
-    def run(weight_hh, bias_hh, px, carry):
-        final, ys, _ = forward(weight_hh, bias_hh, px, carry, save=False)
+    def run(weights, inputs, carry):
+        final, ys, _ = forward(weights, inputs, carry, save=False)
         return final, ys
 
-    def run_forward(weight_hh, bias_hh, px, carry):
-        final, ys, saved = forward(weight_hh, bias_hh, px, carry, save=True)
-        return (final, ys), (weight_hh, saved)
+    def run_forward(weights, inputs, carry):
+        final, ys, saved = forward(weights, inputs, carry, save=True)
+        return (final, ys), (weights, inputs, saved)
 
     def run_backward(residuals, cotangents):
-        weight_hh, (hidden_prev, pullbacks) = residuals
+        (weight_ih, bias_ih, weight_hh, _), inputs, (hidden_prev, pullbacks) = residuals
         d_final, d_ys = cotangents
 
         def body(d_carry, scanned):
@@ -206,11 +280,20 @@ def fused_scan(
 
         d_carry, emitted = jax.lax.scan(body, d_final, (pullbacks, d_ys), reverse=not reverse)
         d_px, d_hh = (emitted, emitted) if additive else emitted
-        d_weight_hh = _outer_sum(hidden_prev, d_hh)
-        return d_weight_hh, _sum_to_last(d_hh), d_px, d_carry
+        d_hidden_weights = (_outer_sum(hidden_prev, d_hh), _sum_to_last(d_hh))
+        if weight_ih is None:
+            return (None, None, *d_hidden_weights), d_px, d_carry
+        # The input projection's gradients, as two large matmuls after the loop.
+        d_input_weights = (_outer_sum(inputs, d_px), _sum_to_last(d_px))
+        return (*d_input_weights, *d_hidden_weights), d_px @ weight_ih.T, d_carry
 
     run.defvjp(run_forward, run_backward)
-    return run(params["weight_hh"], params["bias_hh"], px, carry)
+    linear = recurrence.linear_inputs
+    weights = tuple(
+        params[name] if linear or name.endswith("hh") else None
+        for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
+    )
+    return run(weights, inputs, carry)
 
 
 def dispatch(cell: Cell, *, lengths, resets, unroll: int, remat: bool, return_carries: bool):

@@ -175,7 +175,7 @@ def unroll(
 
     # Time-major before projecting: moving [..., T, F] costs less than [..., T, G*H].
     # Under remat the projection stays in the loop, so no [T, ..., G*H] buffer is kept.
-    time_major = jnp.moveaxis(xs, -2, 0)
+    time_major = raw_time_major = jnp.moveaxis(xs, -2, 0)
     if HOIST_INPUT_PROJECTION and not remat and cell.project_inputs is not None:
         time_major = cell.project_inputs(params, time_major)
         step = cell.step_projected
@@ -205,9 +205,10 @@ def unroll(
         return_carries=return_carries,
     )
     if recurrence is not None and HOIST_INPUT_PROJECTION:
-        final, outputs = fused.fused_scan(
-            recurrence, params, time_major, initial, reverse=scan_reverse
-        )
+        # A linear projection is differentiated inside the fast path (unused time_major
+        # is dead code to XLA).
+        inputs = raw_time_major if recurrence.linear_inputs else time_major
+        final, outputs = fused.fused_scan(recurrence, params, inputs, initial, reverse=scan_reverse)
     else:
         if remat:
             body = jax.checkpoint(body)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
-from rnnlab.cells._base import check_input_size
+from rnnlab.cells._base import Cell, check_input_size
 
 
 def make_init(
@@ -70,3 +70,32 @@ def input_size(params: dict) -> int:
 
 def recurrent_weight(params: dict) -> jax.Array:
     return params["weight_hh"]
+
+
+def zeros(hidden_size: int, param_dtype):
+    """``initial_carry(batch_shape=()) -> zeros [*batch_shape, H]``."""
+
+    def initial_carry(batch_shape=()):
+        return jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
+
+    return initial_carry
+
+
+def make_cell(name: str, hidden_size: int, *, init, initial_carry, step_projected, hyperparameters):
+    """A :class:`Cell` in this layout: ``step = step_projected(p, c, project_inputs(p, x))``."""
+
+    def step(params, carry, x):
+        return step_projected(params, carry, project_inputs(params, x))
+
+    return Cell(
+        name=name,
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
+        input_size=input_size,
+        project_inputs=project_inputs,
+        step_projected=step_projected,
+        recurrent_weight=recurrent_weight,
+        hyperparameters=hyperparameters,
+    )

@@ -83,19 +83,12 @@ def lstm(
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMCarry(h=h, c=c), h
 
-    def step(params, carry, x):
-        return step_projected(params, carry, _linear.project_inputs(params, x))
-
-    return Cell(
-        name="lstm",
-        hidden_size=hidden_size,
+    return _linear.make_cell(
+        "lstm",
+        hidden_size,
         init=init,
         initial_carry=initial_carry,
-        step=step,
-        input_size=_linear.input_size,
-        project_inputs=_linear.project_inputs,
         step_projected=step_projected,
-        recurrent_weight=_linear.recurrent_weight,
         hyperparameters=dict(
             hidden_size=hidden_size,
             forget_bias=forget_bias,

@@ -68,26 +68,18 @@ def rnn(
         param_dtype=param_dtype,
     )
 
-    def initial_carry(batch_shape=()):
-        return jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
+    initial_carry = _linear.zeros(hidden_size, param_dtype)
 
     def step_projected(params, h, px):
         h = sigma(px + _linear.project_hidden(params, h))
         return h, h
 
-    def step(params, h, x):
-        return step_projected(params, h, _linear.project_inputs(params, x))
-
-    return Cell(
-        name="rnn",
-        hidden_size=hidden_size,
+    return _linear.make_cell(
+        "rnn",
+        hidden_size,
         init=init,
         initial_carry=initial_carry,
-        step=step,
-        input_size=_linear.input_size,
-        project_inputs=_linear.project_inputs,
         step_projected=step_projected,
-        recurrent_weight=_linear.recurrent_weight,
         hyperparameters=dict(
             hidden_size=hidden_size,
             activation=activation,
