@@ -22,7 +22,7 @@ holds one matmul per step, ``dhh_t @ W_hh^T``.
 Measured in one process by CPU time, LSTM training step, B=32, I=32, H=128, against
 the previous fast path (which saved ``jax.vjp``'s pullback and took ``px`` hoisted):
 
-- the LSTM's hand-written pullback (:func:`_lstm_pointwise_vjp`) stacks two residuals
+- the LSTM's hand-written pullback (``rnnlab.cells.lstm``'s ``pointwise_vjp``) stacks two residuals
   per step (``[i, f, g, o]`` and ``c_{t-1}``) instead of ``jax.vjp``'s eleven;
 - for the built-in cells (``linear_inputs``) ``x_t @ W_ih`` is computed inside the
   forward loop and its gradients by the explicit matmuls above: reading per-step
@@ -45,15 +45,10 @@ for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells._base import Carry, Cell, Params
-from rnnlab.cells.lstm import LSTMCarry
-from rnnlab.cells.rnn import ACTIVATIONS
+from rnnlab.cells._base import Carry, Cell, Params, Recurrence
 
 __all__ = ["ENABLED", "Recurrence", "dispatch", "fused_scan", "recurrence_of"]
 
@@ -62,139 +57,9 @@ __all__ = ["ENABLED", "Recurrence", "dispatch", "fused_scan", "recurrence_of"]
 ENABLED = True
 
 
-class Recurrence(NamedTuple):
-    """The structure a cell declares to get the fast path.
-
-    The cell's params must hold ``weight_hh [H, G*H]`` and ``bias_hh [G*H]``, and
-    ``step_projected(params, carry, px_t)`` must equal
-    ``pointwise(px_t, hidden(carry) @ weight_hh + bias_hh, carry)``.
-
-    Attributes:
-      hidden: ``hidden(carry) -> h: [..., H]``, the part of the carry that multiplies
-        ``W_hh`` (``carry.h`` for the LSTM); must also work on carries stacked over time.
-      pointwise: ``pointwise(px_t, hh_t, carry) -> (carry, y)`` with
-        ``px_t, hh_t: [..., G*H]``; everything in the step except the matmul.
-      additive: ``True`` when ``pointwise`` depends on ``px_t + hh_t`` only (LSTM, RNN),
-        so one gate gradient serves both ``dpx_t`` and ``dhh_t``.
-      pointwise_vjp: optional hand-written ``jax.vjp`` of ``pointwise``, for an additive
-        cell: ``pointwise_vjp(s_t, carry) -> ((carry, y), pullback)`` with
-        ``s_t = px_t + hh_t`` and ``pullback((d_carry, dy)) -> (d_s, d_carry)``, a
-        :class:`jax.tree_util.Partial` whose leaves are the residuals the forward
-        stacks over time.  Default ``None``: ``jax.vjp`` of ``pointwise``.
-      linear_inputs: ``True`` when the cell's ``project_inputs`` is
-        ``xs @ weight_ih + bias_ih`` (the built-in cells).  Then :func:`fused_scan`
-        takes the raw inputs and differentiates the projection itself.
-    """
-
-    hidden: Callable[[Carry], jax.Array]
-    pointwise: Callable[[jax.Array, jax.Array, Carry], tuple[Carry, jax.Array]]
-    additive: bool
-    pointwise_vjp: Callable | None = None
-    linear_inputs: bool = False
-
-
-def _lstm_pointwise(px, hh, carry):
-    # The equations of rnnlab.cells.lstm, in the same order of operations.
-    i, f, g, o = jnp.split(px + hh, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return LSTMCarry(h=h, c=c), h
-
-
-def _lstm_pointwise_vjp(s, carry):
-    """``jax.vjp`` of the LSTM's pointwise part at ``s = px + hh``, with compact residuals.
-
-    ``jax.vjp`` keeps eleven ``[..., H]`` residuals per step; stacking each over time
-    costs one buffer write per step, which dominated the forward.  This keeps the gate
-    activations ``[i, f, g, o]: [..., 4H]`` and ``c_{t-1}``, and the pullback recomputes
-    ``c_t = f c_{t-1} + i g`` (bit-identical to the forward's)::
-
-        dh = dh_t + dy_t;  dc = dc_t + dh * o * (1 - tanh(c_t)^2)
-        ds = [dc g i (1 - i), dc c_{t-1} f (1 - f), dc i (1 - g^2), dh tanh(c_t) o (1 - o)]
-        dc_{t-1} = dc f
-    """
-    i, f, g, o = jnp.split(s, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    c = f * carry.c + i * g
-    h = o * jnp.tanh(c)
-    gates = jnp.concatenate([i, f, g, o], axis=-1)
-    return (LSTMCarry(h=h, c=c), h), jax.tree_util.Partial(_lstm_pullback, gates, carry.c)
-
-
-def _lstm_pullback(gates, c_prev, cotangents):
-    d_carry, dy = cotangents
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    tanh_c = jnp.tanh(f * c_prev + i * g)
-    dh = d_carry.h + dy
-    dc = d_carry.c + dh * o * (1.0 - tanh_c * tanh_c)
-    ds = jnp.concatenate(
-        [
-            dc * g * i * (1.0 - i),
-            dc * c_prev * f * (1.0 - f),
-            dc * i * (1.0 - g * g),
-            dh * tanh_c * o * (1.0 - o),
-        ],
-        axis=-1,
-    )
-    return ds, LSTMCarry(h=jnp.zeros_like(dh), c=dc * f)
-
-
-def _gru_pointwise(px, hh, h):
-    # The equations of rnnlab.cells.gru: the reset gate multiplies hh_n, b_hn included.
-    x_r, x_z, x_n = jnp.split(px, 3, axis=-1)
-    h_r, h_z, h_n = jnp.split(hh, 3, axis=-1)
-    r = jax.nn.sigmoid(x_r + h_r)
-    z = jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + r * h_n)
-    h = (1.0 - z) * n + z * h
-    return h, h
-
-
-def _rnn_pointwise(activation):
-    sigma = ACTIVATIONS[activation]
-
-    def pointwise(px, hh, h):
-        h = sigma(px + hh)
-        return h, h
-
-    return pointwise
-
-
-def _builtin_recurrence(cell: Cell) -> Recurrence | None:
-    """The recurrence of a cell built by ``rnnlab.lstm``, ``gru`` or ``rnn``, else None.
-
-    Recognised by the factory that made ``step_projected``, never by the name alone,
-    so a user's cell that happens to be called "lstm" keeps the generic path.
-    """
-    step = cell.step_projected
-    module, qualname = getattr(step, "__module__", ""), getattr(step, "__qualname__", "")
-    if module == "rnnlab.cells.lstm" and qualname == "lstm.<locals>.step_projected":
-        return Recurrence(
-            hidden=lambda carry: carry.h,
-            pointwise=_lstm_pointwise,
-            additive=True,
-            pointwise_vjp=_lstm_pointwise_vjp,
-            linear_inputs=True,
-        )
-    if module == "rnnlab.cells.gru" and qualname == "gru.<locals>.step_projected":
-        return Recurrence(
-            hidden=lambda h: h, pointwise=_gru_pointwise, additive=False, linear_inputs=True
-        )
-    if module == "rnnlab.cells.rnn" and qualname == "rnn.<locals>.step_projected":
-        activation = cell.hyperparameters["activation"]
-        return Recurrence(
-            hidden=lambda h: h,
-            pointwise=_rnn_pointwise(activation),
-            additive=True,
-            linear_inputs=True,
-        )
-    return None
-
-
 def recurrence_of(cell: Cell) -> Recurrence | None:
-    """The cell's :class:`Recurrence`: its ``recurrence`` field, else the built-in one."""
-    declared = getattr(cell, "recurrence", None)
-    return declared if declared is not None else _builtin_recurrence(cell)
+    """The :class:`Recurrence` the cell declares (``cell.recurrence``), or None."""
+    return cell.recurrence
 
 
 def _tree_add(a, b):

@@ -5,12 +5,43 @@ from __future__ import annotations
 import dataclasses
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
 Params = Any  # a pytree of arrays
 Carry = Any  # a pytree of arrays with leading batch dimensions
+
+
+class Recurrence(NamedTuple):
+    """The structure a cell declares to get the fast path.
+
+    The cell's params must hold ``weight_hh [H, G*H]`` and ``bias_hh [G*H]``, and
+    ``step_projected(params, carry, px_t)`` must equal
+    ``pointwise(px_t, hidden(carry) @ weight_hh + bias_hh, carry)``.
+
+    Attributes:
+      hidden: ``hidden(carry) -> h: [..., H]``, the part of the carry that multiplies
+        ``W_hh`` (``carry.h`` for the LSTM); must also work on carries stacked over time.
+      pointwise: ``pointwise(px_t, hh_t, carry) -> (carry, y)`` with
+        ``px_t, hh_t: [..., G*H]``; everything in the step except the matmul.
+      additive: ``True`` when ``pointwise`` depends on ``px_t + hh_t`` only (LSTM, RNN),
+        so one gate gradient serves both ``dpx_t`` and ``dhh_t``.
+      pointwise_vjp: optional hand-written ``jax.vjp`` of ``pointwise``, for an additive
+        cell: ``pointwise_vjp(s_t, carry) -> ((carry, y), pullback)`` with
+        ``s_t = px_t + hh_t`` and ``pullback((d_carry, dy)) -> (d_s, d_carry)``, a
+        :class:`jax.tree_util.Partial` whose leaves are the residuals the forward
+        stacks over time.  Default ``None``: ``jax.vjp`` of ``pointwise``.
+      linear_inputs: ``True`` when the cell's ``project_inputs`` is
+        ``xs @ weight_ih + bias_ih`` (the built-in cells).  Then :func:`fused_scan`
+        takes the raw inputs and differentiates the projection itself.
+    """
+
+    hidden: Callable[[Carry], jax.Array]
+    pointwise: Callable[[jax.Array, jax.Array, Carry], tuple[Carry, jax.Array]]
+    additive: bool
+    pointwise_vjp: Callable | None = None
+    linear_inputs: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -36,10 +67,10 @@ class Cell:
         (e.g. ``activation`` for the Pascanu bound).
       recurrent_weight: optional ``recurrent_weight(params) -> [H, k*H]``, the
         matrix multiplying ``h_{t-1}``, used by spectrum diagnostics.
-      recurrence: optional :class:`rnnlab.fused.Recurrence` (``hidden``,
+      recurrence: optional :class:`Recurrence` (``hidden``,
         ``pointwise``, ``additive``): declares that a step is ``h_{t-1} @ W_hh + b_hh``
         followed by a pointwise part, which gives the cell :func:`rnnlab.unroll`'s
-        fast path.  The built-in cells are recognised without it.
+        fast path (:mod:`rnnlab.fused`).  The built-in cells declare theirs.
 
     A cell is deliberately *not* a pytree: pass it to ``jax.jit`` through a
     closure or as a static argument.  Equality is identity.
@@ -55,7 +86,7 @@ class Cell:
     step_projected: Callable[[Params, Carry, jax.Array], tuple[Carry, jax.Array]] | None = None
     recurrent_weight: Callable[[Params], jax.Array] | None = None
     hyperparameters: dict = dataclasses.field(default_factory=dict)
-    recurrence: Any = None
+    recurrence: Recurrence | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
-from rnnlab.cells._base import Cell, check_input_size
+from rnnlab.cells._base import Cell, Recurrence, check_input_size
 
 
 def make_init(
@@ -81,8 +81,28 @@ def zeros(hidden_size: int, param_dtype):
     return initial_carry
 
 
-def make_cell(name: str, hidden_size: int, *, init, initial_carry, step_projected, hyperparameters):
-    """A :class:`Cell` in this layout: ``step = step_projected(p, c, project_inputs(p, x))``."""
+def make_cell(
+    name: str,
+    hidden_size: int,
+    *,
+    init,
+    initial_carry,
+    hidden,
+    pointwise,
+    additive: bool,
+    pointwise_vjp=None,
+    hyperparameters,
+):
+    """A :class:`Cell` in this layout, defined by its pointwise part.
+
+    The step is ``carry_t, y_t = pointwise(px_t, hidden(carry) @ W_hh + b_hh, carry)``
+    with ``px_t = x_t @ W_ih + b_ih``; the same functions form the cell's
+    :class:`Recurrence`, so :func:`rnnlab.unroll`'s fused path and the generic scan
+    run one definition of the equations.
+    """
+
+    def step_projected(params, carry, px):
+        return pointwise(px, project_hidden(params, hidden(carry)), carry)
 
     def step(params, carry, x):
         return step_projected(params, carry, project_inputs(params, x))
@@ -97,5 +117,12 @@ def make_cell(name: str, hidden_size: int, *, init, initial_carry, step_projecte
         project_inputs=project_inputs,
         step_projected=step_projected,
         recurrent_weight=recurrent_weight,
+        recurrence=Recurrence(
+            hidden=hidden,
+            pointwise=pointwise,
+            additive=additive,
+            pointwise_vjp=pointwise_vjp,
+            linear_inputs=True,
+        ),
         hyperparameters=hyperparameters,
     )

@@ -9,6 +9,21 @@ from rnnlab.cells import _linear
 from rnnlab.cells._base import Cell, check_hidden_size
 
 
+def pointwise(px, hh, h):
+    """Everything in a GRU step but ``hh = h @ W_hh + b_hh``: ``[..., 3H] -> [..., H]``."""
+    x_r, x_z, x_n = jnp.split(px, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(hh, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+
+def _identity(h):
+    return h
+
+
 def gru(
     hidden_size: int,
     *,
@@ -52,22 +67,14 @@ def gru(
 
     initial_carry = _linear.zeros(hidden_size, param_dtype)
 
-    def step_projected(params, h, px):
-        hx = _linear.project_hidden(params, h)
-        x_r, x_z, x_n = jnp.split(px, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(hx, 3, axis=-1)
-        r = jax.nn.sigmoid(x_r + h_r)
-        z = jax.nn.sigmoid(x_z + h_z)
-        n = jnp.tanh(x_n + r * h_n)
-        h = (1.0 - z) * n + z * h
-        return h, h
-
     return _linear.make_cell(
         "gru",
         hidden_size,
         init=init,
         initial_carry=initial_carry,
-        step_projected=step_projected,
+        hidden=_identity,
+        pointwise=pointwise,
+        additive=False,
         hyperparameters=dict(
             hidden_size=hidden_size,
             recurrent_init=recurrent_init,

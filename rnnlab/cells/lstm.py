@@ -18,6 +18,56 @@ class LSTMCarry(NamedTuple):
     c: jax.Array
 
 
+def pointwise(px, hh, carry: LSTMCarry):
+    """Everything in an LSTM step but ``hh = h @ W_hh + b_hh``: gates ``[..., 4H]``."""
+    i, f, g, o = jnp.split(px + hh, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return LSTMCarry(h=h, c=c), h
+
+
+def pointwise_vjp(s, carry: LSTMCarry):
+    """``jax.vjp`` of :func:`pointwise` at ``s = px + hh``, with compact residuals.
+
+    ``jax.vjp`` keeps eleven ``[..., H]`` residuals per step; :mod:`rnnlab.fused`
+    stacks them over time, one buffer write each, which dominated the forward.  This
+    keeps the gate activations ``[i, f, g, o]: [..., 4H]`` and ``c_{t-1}``, and the
+    pullback recomputes ``c_t = f c_{t-1} + i g`` (bit-identical to the forward's)::
+
+        dh = dh_t + dy_t;  dc = dc_t + dh * o * (1 - tanh(c_t)^2)
+        ds = [dc g i (1 - i), dc c_{t-1} f (1 - f), dc i (1 - g^2), dh tanh(c_t) o (1 - o)]
+        dc_{t-1} = dc f
+    """
+    i, f, g, o = jnp.split(s, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * carry.c + i * g
+    h = o * jnp.tanh(c)
+    gates = jnp.concatenate([i, f, g, o], axis=-1)
+    return (LSTMCarry(h=h, c=c), h), jax.tree_util.Partial(_pullback, gates, carry.c)
+
+
+def _pullback(gates, c_prev, cotangents):
+    d_carry, dy = cotangents
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    tanh_c = jnp.tanh(f * c_prev + i * g)
+    dh = d_carry.h + dy
+    dc = d_carry.c + dh * o * (1.0 - tanh_c * tanh_c)
+    ds = jnp.concatenate(
+        [
+            dc * g * i * (1.0 - i),
+            dc * c_prev * f * (1.0 - f),
+            dc * i * (1.0 - g * g),
+            dh * tanh_c * o * (1.0 - o),
+        ],
+        axis=-1,
+    )
+    return ds, LSTMCarry(h=jnp.zeros_like(dh), c=dc * f)
+
+
+def _hidden(carry: LSTMCarry):
+    return carry.h
+
+
 def lstm(
     hidden_size: int,
     forget_bias=1.0,
@@ -76,19 +126,15 @@ def lstm(
         zeros = jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
         return LSTMCarry(h=zeros, c=zeros)
 
-    def step_projected(params, carry, px):
-        gates = px + _linear.project_hidden(params, carry.h)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return LSTMCarry(h=h, c=c), h
-
     return _linear.make_cell(
         "lstm",
         hidden_size,
         init=init,
         initial_carry=initial_carry,
-        step_projected=step_projected,
+        hidden=_hidden,
+        pointwise=pointwise,
+        additive=True,
+        pointwise_vjp=pointwise_vjp,
         hyperparameters=dict(
             hidden_size=hidden_size,
             forget_bias=forget_bias,

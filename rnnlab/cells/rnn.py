@@ -19,6 +19,10 @@ ACTIVATIONS = {
 DERIVATIVE_BOUND = {"tanh": 1.0, "relu": 1.0, "linear": 1.0, "sigmoid": 0.25}
 
 
+def _identity(h):
+    return h
+
+
 def rnn(
     hidden_size: int,
     activation: str = "tanh",
@@ -70,8 +74,8 @@ def rnn(
 
     initial_carry = _linear.zeros(hidden_size, param_dtype)
 
-    def step_projected(params, h, px):
-        h = sigma(px + _linear.project_hidden(params, h))
+    def pointwise(px, hh, h):
+        h = sigma(px + hh)
         return h, h
 
     return _linear.make_cell(
@@ -79,7 +83,9 @@ def rnn(
         hidden_size,
         init=init,
         initial_carry=initial_carry,
-        step_projected=step_projected,
+        hidden=_identity,
+        pointwise=pointwise,
+        additive=True,
         hyperparameters=dict(
             hidden_size=hidden_size,
             activation=activation,
