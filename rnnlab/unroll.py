@@ -174,8 +174,55 @@ def unroll(
     scan_reverse = reverse and lengths is None
 
     # Time-major before projecting: moving [..., T, F] costs less than [..., T, G*H].
-    # Under remat the projection stays in the loop, so no [T, ..., G*H] buffer is kept.
-    time_major = raw_time_major = jnp.moveaxis(xs, -2, 0)
+    time_major = jnp.moveaxis(xs, -2, 0)
+    recurrence = fused.dispatch(
+        cell,
+        lengths=lengths,
+        resets=resets,
+        unroll=unroll,
+        remat=remat,
+        return_carries=return_carries,
+    )
+    if recurrence is not None and HOIST_INPUT_PROJECTION:
+        # A linear input projection is computed and differentiated inside the fast path.
+        if not recurrence.linear_inputs:
+            time_major = cell.project_inputs(params, time_major)
+        final, outputs = fused.fused_scan(
+            recurrence, params, time_major, initial, reverse=scan_reverse
+        )
+    else:
+        final, outputs = _generic_scan(
+            cell,
+            params,
+            time_major,
+            initial,
+            lengths=lengths,
+            resets=resets,
+            reverse=scan_reverse,
+            unroll=unroll,
+            remat=remat,
+            return_carries=return_carries,
+        )
+
+    def to_batch_major(tree):
+        tree = jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_ndim), tree)
+        return tree if permutation is None else _gather_time(tree, permutation, batch_ndim)
+
+    if return_carries:
+        ys, carries = outputs
+        return to_batch_major(ys), final, to_batch_major(carries)
+    return to_batch_major(outputs), final
+
+
+def _generic_scan(
+    cell, params, time_major, initial, *, lengths, resets, reverse, unroll, remat, return_carries
+):
+    """``lax.scan`` of ``cell``'s step over ``[T, ..., F]`` inputs, with masking and resets.
+
+    Under ``remat`` the input projection stays in the loop, so no ``[T, ..., G*H]``
+    buffer is kept for the backward pass.
+    """
+    steps, batch_ndim = time_major.shape[0], time_major.ndim - 2
     if HOIST_INPUT_PROJECTION and not remat and cell.project_inputs is not None:
         time_major = cell.project_inputs(params, time_major)
         step = cell.step_projected
@@ -196,31 +243,8 @@ def unroll(
             y = jnp.where(_broadcast_flag(valid_t, y), y, jnp.zeros_like(y))
         return new_c, ((y, new_c) if return_carries else y)
 
-    recurrence = fused.dispatch(
-        cell,
-        lengths=lengths,
-        resets=resets,
-        unroll=unroll,
-        remat=remat,
-        return_carries=return_carries,
+    if remat:
+        body = jax.checkpoint(body)
+    return jax.lax.scan(
+        body, initial, (time_major, valid, resets_tm), reverse=reverse, unroll=unroll
     )
-    if recurrence is not None and HOIST_INPUT_PROJECTION:
-        # A linear projection is differentiated inside the fast path (unused time_major
-        # is dead code to XLA).
-        inputs = raw_time_major if recurrence.linear_inputs else time_major
-        final, outputs = fused.fused_scan(recurrence, params, inputs, initial, reverse=scan_reverse)
-    else:
-        if remat:
-            body = jax.checkpoint(body)
-        final, outputs = jax.lax.scan(
-            body, initial, (time_major, valid, resets_tm), reverse=scan_reverse, unroll=unroll
-        )
-
-    def to_batch_major(tree):
-        tree = jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_ndim), tree)
-        return tree if permutation is None else _gather_time(tree, permutation, batch_ndim)
-
-    if return_carries:
-        ys, carries = outputs
-        return to_batch_major(ys), final, to_batch_major(carries)
-    return to_batch_major(outputs), final
