@@ -2,9 +2,12 @@
 
 Map of the package:
 
-- :mod:`rnnlab.cells`: ``rnn``, ``lstm``, ``gru`` factories returning a ``Cell``.
-- :func:`rnnlab.unroll`: ``lax.scan`` over time with lengths, reverse, resets, remat.
-- :mod:`rnnlab.fused`: the cuDNN-style fused backward that ``unroll`` dispatches to.
+- :mod:`rnnlab.cells`: the cell registry (``register``, ``make``, ``available``) and one
+  file per cell; ``rnn``, ``lstm``, ``gru`` are also here at the top level.
+- :func:`rnnlab.unroll` (:mod:`rnnlab.unrolling`): a cell over time with lengths,
+  reverse, resets, remat, on a sequential, fused or parallel path.
+- :mod:`rnnlab.fused`: the cuDNN-style fused backward (``path="fused"``).
+- :mod:`rnnlab.parallel`: associative scans of linear recurrences (``path="parallel"``).
 - :mod:`rnnlab.runtime`: ``tune_allocator()``, glibc settings that stop XLA's page faults.
 - :mod:`rnnlab.layers`: ``recurrent``, ``bidirectional`` and ``stacked`` layers.
 - :mod:`rnnlab.initializers`: named weight initializers.
@@ -24,14 +27,19 @@ from rnnlab import (
     interop,
     layers,
     nn,
+    parallel,
     runtime,
     sweep,
     tasks,
     train,
+    unrolling,
 )
-from rnnlab.cells import Cell, LSTMCarry, gru, lstm, rnn
+from rnnlab.cells import Cell, LSTMCarry
+from rnnlab.cells.gru import gru
+from rnnlab.cells.lstm import lstm
+from rnnlab.cells.rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
-from rnnlab.unroll import unroll
+from rnnlab.unrolling import unroll
 
 __version__ = "0.1.0"
 
@@ -49,6 +57,7 @@ __all__ = [
     "layers",
     "lstm",
     "nn",
+    "parallel",
     "recurrent",
     "rnn",
     "runtime",
@@ -57,4 +66,5 @@ __all__ = [
     "tasks",
     "train",
     "unroll",
+    "unrolling",
 ]

@@ -1,8 +1,9 @@
 r"""Gradient diagnostics for recurrent networks: how error signals flow back in time.
 
-Every function works for any :class:`rnnlab.cells.Cell`, with or without batch
-dimensions, and honours the options of :func:`rnnlab.unroll` (``lengths``,
-``reverse``, ``resets``, ``carry``, ``remat``, ``unroll``).
+Every function works for any :class:`rnnlab.cells.Cell` and for layers built from
+them (:func:`rnnlab.layers.stacked`, :func:`rnnlab.layers.bidirectional`), with or
+without batch dimensions, and honours the options of :func:`rnnlab.unroll`
+(``lengths``, ``reverse``, ``resets``, ``carry``, ``remat``, ``unroll``).
 
 - :func:`carry_grad_norms`: ``||dL/dcarry_t||`` for every step ``t`` in one backward
   pass, one curve per carry leaf (``h`` and ``c`` for the LSTM).
@@ -14,6 +15,12 @@ dimensions, and honours the options of :func:`rnnlab.unroll` (``lengths``,
   ``||dL/dh_k|| <= eta^(T-k) ||dL/dh_T||`` of Pascanu, Mikolov & Bengio 2013.
 - :func:`gradient_statistics`: global norm, clipping flag and per-parameter norms
   of a gradient, for use inside a jitted training step.
+
+The output is part of a cell's contract: ``y_t = cell.output(params, carry_t, x_t)``
+(the carry itself by default).  The diagnostics differentiate through it, so the
+path ``carry_t -> y_t -> L`` is counted, and they check it against ``step``'s own
+``y_t``: a cell whose ``output`` disagrees with its ``step`` gets a ``ValueError``
+(or, under ``jit``, NaN norms), never silently wrong numbers.
 
 Reference: R. Pascanu, T. Mikolov, Y. Bengio, "On the difficulty of training
 recurrent neural networks", ICML 2013.
@@ -28,11 +35,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells._base import Cell, Params
+from rnnlab.cells._cell import Cell, Params
 from rnnlab.cells.rnn import DERIVATIVE_BOUND
-from rnnlab.unroll import unroll
+from rnnlab.layers import Layer, map_units, recurrent, units
+from rnnlab.unrolling import unroll
 
 __all__ = [
+    "OUTPUT_MISMATCH_TOLERANCE",
     "RecurrentSpectrum",
     "carry_grad_norms",
     "gradient_statistics",
@@ -45,116 +54,189 @@ __all__ = [
 #: ``jacobian_norms(method="auto")`` is exact up to this flattened carry size.
 EXACT_JACOBIAN_MAX_SIZE = 256
 
+#: Largest ``|y_step - output(carry)| / (1 + |y_step|)`` accepted as agreement.
+OUTPUT_MISMATCH_TOLERANCE = 1e-4
+
 
 # --------------------------------------------------------------------------------------
 # The zero-perturbation trick
 # --------------------------------------------------------------------------------------
 
 
-class _Perturbation(NamedTuple):
-    """A cell whose input ``[..., F + D]`` carries a perturbation ``eps`` of the carry.
+class _Flat(NamedTuple):
+    """A carry pytree flattened to ``D`` real numbers (complex leaves as two parts)."""
 
-    ``cell`` adds ``eps_t`` (the last ``D`` features of its input) to the carry it
-    produces at step ``t``, so that ``dL/deps_t`` at ``eps = 0`` is ``dL/dcarry_t``.
-    ``split`` maps ``[..., D]`` back to a pytree shaped like the carry.
-    """
-
-    cell: Cell
     size: int
-    split: Callable[[jax.Array], object]
+    split: Callable[[jax.Array], object]  # [..., D] -> a carry-shaped pytree of deltas
+    join: Callable[[object], jax.Array]  # a carry-shaped pytree [..., *] -> [..., D]
 
 
-def _perturbation(cell: Cell) -> _Perturbation:
+def _flat(cell: Cell) -> _Flat:
     template = jax.eval_shape(cell.initial_carry, ())
     leaves, treedef = jax.tree.flatten(template)
+    complex_leaf = [jnp.issubdtype(leaf.dtype, jnp.complexfloating) for leaf in leaves]
     shapes = [leaf.shape for leaf in leaves]
-    sizes = [math.prod(shape) for shape in shapes]
+    sizes = [math.prod(s) * (2 if c else 1) for s, c in zip(shapes, complex_leaf, strict=True)]
     offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-    size = offsets[-1]
 
     def split(flat):
-        batch = flat.shape[:-1]
-        pieces = [
-            flat[..., start:stop].reshape(batch + shape)
-            for start, stop, shape in zip(offsets[:-1], offsets[1:], shapes, strict=True)
-        ]
+        batch, pieces = flat.shape[:-1], []
+        for start, stop, shape, is_complex in zip(
+            offsets[:-1], offsets[1:], shapes, complex_leaf, strict=True
+        ):
+            piece = flat[..., start:stop]
+            if is_complex:
+                half = (stop - start) // 2
+                piece = jax.lax.complex(piece[..., :half], piece[..., half:])
+            pieces.append(piece.reshape(batch + shape))
         return jax.tree.unflatten(treedef, pieces)
 
-    def perturb(carry, y, eps):
-        # The output y_t is a function of carry_t: for every rnnlab cell it *is* a carry
-        # leaf (h), so it must see the same perturbation, or the direct path
-        # carry_t -> y_t -> L would be missed.  Identity holds while tracing.
-        new_leaves, perturbed_y = [], y
-        for leaf, delta in zip(
-            treedef.flatten_up_to(carry), jax.tree.leaves(split(eps)), strict=True
-        ):
-            if leaf is y:
-                perturbed_y = y + delta
-            new_leaves.append(leaf + delta)
-        return jax.tree.unflatten(treedef, new_leaves), perturbed_y
+    def join(tree):
+        parts = []
+        for leaf, shape, is_complex in zip(jax.tree.leaves(tree), shapes, complex_leaf, strict=True):
+            batch = leaf.shape[: leaf.ndim - len(shape)]
+            leaf = leaf.reshape(batch + (-1,))
+            parts += [jnp.real(leaf), jnp.imag(leaf)] if is_complex else [leaf]
+        return jnp.concatenate(parts, axis=-1)
+
+    return _Flat(offsets[-1], split, join)
+
+
+def _perturbed_cell(cell: Cell, flat: _Flat) -> Cell:
+    """``cell`` whose input ``[..., F + D]`` carries a perturbation ``eps_t`` of its carry.
+
+    Step ``t`` adds ``eps_t`` to the carry it produces and reads ``y_t`` from the
+    perturbed carry through ``cell.output``, so ``dL/deps_t`` at ``eps = 0`` is the
+    total derivative ``dL/dcarry_t``, including the path through ``y_t``.  The output
+    is ``(y_t, mismatch_t)``: how far ``output(carry_t)`` is from ``step``'s ``y_t``.
+    """
+    size = flat.size
 
     def step(params, carry, inputs):
-        new_carry, y = cell.step(params, carry, inputs[..., :-size])
-        return perturb(new_carry, y, inputs[..., -size:])
+        x, eps = inputs[..., :-size], inputs[..., -size:]
+        new_carry, y = cell.step(params, carry, x)
+        delta = flat.split(eps)
+        perturbed = jax.tree.map(lambda c, d: c + d.astype(c.dtype), new_carry, delta)
+        read = cell.output_of(params, new_carry, x)
+        mismatch = jnp.max(
+            jnp.abs(jax.lax.stop_gradient(y - read)) / (1.0 + jnp.abs(jax.lax.stop_gradient(y))),
+            axis=-1,
+        )
+        return perturbed, (cell.output_of(params, perturbed, x), mismatch)
 
-    project_inputs = step_projected = None
-    if cell.project_inputs is not None:
-
-        def project_inputs(params, inputs):
-            projected = cell.project_inputs(params, inputs[..., :-size])
-            return jnp.concatenate([projected, inputs[..., -size:].astype(projected.dtype)], -1)
-
-        def step_projected(params, carry, projected):
-            new_carry, y = cell.step_projected(params, carry, projected[..., :-size])
-            return perturb(new_carry, y, projected[..., -size:])
-
-    wrapped = Cell(
+    return Cell(
         name=f"perturbed_{cell.name}",
         hidden_size=cell.hidden_size,
         init=cell.init,
         initial_carry=cell.initial_carry,
         step=step,
-        input_size=lambda params: cell.input_size(params) + size,
-        project_inputs=project_inputs,
-        step_projected=step_projected,
-        recurrent_weight=cell.recurrent_weight,
-        hyperparameters=cell.hyperparameters,
     )
-    return _Perturbation(wrapped, size, split)
 
 
-def _check_unroll_options(options: dict) -> None:
+def _as_target(target: Cell | Layer, options: dict) -> tuple[Layer, dict]:
+    """The layer to perturb and the options its ``apply`` takes."""
     if "return_carries" in options:
         raise ValueError(
             "return_carries is not an option of the diagnostics; they return norms only"
         )
+    if "path" in options and options["path"] != "sequential":
+        raise ValueError(
+            f"path={options['path']!r}: the diagnostics always run the sequential scan; "
+            "drop the path argument"
+        )
+    options = {k: v for k, v in options.items() if k != "path"}
+    if isinstance(target, Cell):
+        return recurrent(target, reverse=bool(options.pop("reverse", False))), options
+    if isinstance(target, Layer):
+        if "reverse" in options:
+            raise ValueError(
+                "reverse applies to a cell; a layer's units already know their direction"
+            )
+        return target, options
+    raise ValueError(
+        f"expected an rnnlab Cell or Layer (stacked, bidirectional), got {type(target).__name__}"
+    )
 
 
-def _perturbed_unroll(cell: Cell, params: Params, xs: jax.Array, options: dict):
-    """Returns ``(run, eps0, perturbation)`` with ``run(eps) -> (ys, final_carry)``."""
-    _check_unroll_options(options)
+class _Perturbed(NamedTuple):
+    run: Callable  # run(eps_list) -> (ys, final_carry, mismatch [...])
+    eps0: list  # zeros [..., T, D_u] per unit
+    flats: list  # _Flat per unit
+    layer: Layer
+
+
+def _perturbed(target: Cell | Layer, params: Params, xs: jax.Array, options: dict) -> _Perturbed:
+    layer, options = _as_target(target, options)
     xs = jnp.asarray(xs)
     if xs.ndim < 2:
         raise ValueError(f"xs must have shape [..., T, F], got shape {xs.shape}")
-    if xs.shape[-1] != cell.input_size(params):
-        raise ValueError(
-            f"xs has feature size {xs.shape[-1]} (last axis) but the params of this "
-            f"{cell.name} cell expect input_size={cell.input_size(params)}"
-        )
-    perturbation = _perturbation(cell)
-    carry_dtype = jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))[0].dtype
-    dtype = jnp.result_type(xs.dtype, carry_dtype)
+    unit_cells = [unit.cell for unit in units(layer)]
+    flats = [_flat(cell) for cell in unit_cells]
+    real_dtypes = [
+        jnp.finfo(leaf.dtype).dtype
+        for cell in unit_cells
+        for leaf in jax.tree.leaves(jax.eval_shape(cell.initial_carry, ()))
+    ]
+    dtype = jnp.result_type(xs.dtype, *real_dtypes)
     xs = xs.astype(dtype)
-    eps0 = jnp.zeros(xs.shape[:-1] + (perturbation.size,), dtype)
+    eps0 = [jnp.zeros(xs.shape[:-1] + (flat.size,), dtype) for flat in flats]
 
-    def run(eps):
-        return unroll(perturbation.cell, params, jnp.concatenate([xs, eps], axis=-1), **options)
+    def run(eps_list):
+        mismatches = []
+        pending = iter(zip(eps_list, flats, strict=True))
 
-    return run, eps0, perturbation
+        def wrap(unit: Layer) -> Layer:
+            eps, flat = next(pending)
+            cell = _perturbed_cell(unit.cell, flat)
+
+            def apply(params, inputs, *, carry=None, lengths=None, key=None,
+                      deterministic=False, **opts):  # fmt: skip
+                del key, deterministic
+                joined = jnp.concatenate([inputs, eps.astype(inputs.dtype)], axis=-1)
+                (ys, mismatch), final = unroll(
+                    cell, params, joined, carry=carry, lengths=lengths, reverse=unit.reverse,
+                    path="sequential", **opts,
+                )  # fmt: skip
+                mismatches.append(jnp.max(mismatch, axis=-1))
+                return ys, final
+
+            return Layer(
+                name=unit.name, kind="recurrent", output_size=unit.output_size,
+                init=unit.init, initial_carry=unit.initial_carry, apply=apply,
+                cell=unit.cell, reverse=unit.reverse,
+            )  # fmt: skip
+
+        perturbed = map_units(layer, wrap)
+        ys, final = perturbed.apply(params, xs, deterministic=True, **options)
+        return ys, final, jnp.max(jnp.stack(mismatches), axis=0)
+
+    return _Perturbed(run, eps0, flats, layer)
+
+
+def _checked(values, mismatch: jax.Array, target):
+    """``values`` if the output contract held, else ValueError (concrete) or NaN (traced)."""
+    bad = jnp.max(mismatch) > OUTPUT_MISMATCH_TOLERANCE
+    if not isinstance(bad, jax.core.Tracer):
+        if bool(bad):
+            name = target.name
+            raise ValueError(
+                f"cell {name!r}: the y_t its step returns differs from output(params, carry_t, "
+                f"x_t) by up to {float(jnp.max(mismatch)):.3g} (relative); the diagnostics "
+                "need y_t as a function of the new carry: build the cell with a correct "
+                "output=lambda params, carry, x: ..."
+            )
+        return values
+    return jax.tree.map(lambda v: jnp.where(bad, jnp.nan, v), values)
+
+
+def _layer_carry_tree(layer: Layer, per_unit: list):
+    """Per-unit carry-shaped trees assembled into the layer's carry structure."""
+    treedef = jax.tree.structure(jax.eval_shape(layer.initial_carry, ()))
+    return jax.tree.unflatten(treedef, [leaf for tree in per_unit for leaf in jax.tree.leaves(tree)])
 
 
 def carry_grad_norms(
-    cell: Cell,
+    cell: Cell | Layer,
     params: Params,
     xs: jax.Array,
     loss_fn: Callable[[jax.Array], jax.Array],
@@ -165,18 +247,20 @@ def carry_grad_norms(
     r"""``||dL/dcarry_t||`` for every step, one curve per carry leaf, in one backward pass.
 
     ``carry_t`` is the carry after consuming ``xs[..., t, :]`` and ``L = loss_fn(ys)``
-    with ``ys, _ = rnnlab.unroll(cell, params, xs, **unroll_options)``.  The gradient
-    is the total derivative of ``L`` with respect to ``carry_t``, through all later
-    steps and through the output ``y_t`` (which is the ``h`` leaf of the carry for
-    every rnnlab cell).  It is computed with the zero-perturbation trick: step ``t``
-    adds ``eps_t`` to the carry it produces, and ``dL/deps_t`` at ``eps = 0`` equals
-    ``dL/dcarry_t``, so one ``jax.grad`` gives every step at once.
+    with ``ys, _ = rnnlab.unroll(cell, params, xs, **unroll_options)`` (or
+    ``layer.apply``).  The gradient is the total derivative of ``L`` with respect to
+    ``carry_t``, through all later steps and through the output
+    ``y_t = cell.output(params, carry_t, x_t)``.  It is computed with the
+    zero-perturbation trick: step ``t`` adds ``eps_t`` to the carry it produces, and
+    ``dL/deps_t`` at ``eps = 0`` equals ``dL/dcarry_t``, so one ``jax.grad`` gives
+    every step at once.  A complex carry leaf counts as its real and imaginary parts.
 
     At padded steps (``t >= lengths``) the carry is frozen by :func:`rnnlab.unroll`,
     so the perturbation is ignored and the norm is exactly 0.
 
     Args:
-      cell: any :class:`rnnlab.cells.Cell`.
+      cell: any :class:`rnnlab.cells.Cell`, or a :class:`rnnlab.layers.Layer`
+        (stacked, bidirectional), whose every cell is perturbed.
       params: its params.
       xs: ``[..., T, F]`` inputs.
       loss_fn: ``loss_fn(ys) -> scalar`` with ``ys: [..., T, H]``.
@@ -184,34 +268,47 @@ def carry_grad_norms(
         batch and feature axes together, i.e. it is the norm of the step-``t`` slice
         of the whole gradient; with a loss summed over examples this is
         ``sqrt(sum_b ||dL_b/dcarry_{b,t}||^2)``.  If ``True``, one norm per example.
-      **unroll_options: ``lengths``, ``reverse``, ``resets``, ``carry``, ``unroll``,
-        ``remat``, passed to :func:`rnnlab.unroll`.
+      **unroll_options: ``lengths``, ``reverse`` (cells only), ``resets``, ``carry``,
+        ``unroll``, ``remat``, passed to :func:`rnnlab.unroll`.
 
     Returns:
       A pytree shaped like the carry (``LSTMCarry(h, c)`` for the LSTM, an array for
-      the RNN and GRU) whose leaves have shape ``[T]``, or ``[..., T]`` with
-      ``per_example=True``.
+      the RNN and GRU, a tuple per layer for a stack) whose leaves have shape ``[T]``,
+      or ``[..., T]`` with ``per_example=True``.
+
+    Raises:
+      ValueError: if the cell's ``output`` disagrees with its ``step`` (under ``jit``
+        the norms are NaN instead).
 
     Example::
 
       cell = rnnlab.lstm(64)
       params = cell.init(key, 8)
       norms = carry_grad_norms(cell, params, xs, lambda ys: jnp.sum(ys[..., -1, :] ** 2))
-      decay = norms.c[0] / norms.c[-1]
+      decay = norms.h[0] / norms.h[-1]
+      # A loss on h_T cannot see c_T (norms.c[-1] == 0): compare c with its step T-1.
+      cell_state_decay = norms.c[0] / norms.c[-2]
     """
-    run, eps0, perturbation = _perturbed_unroll(cell, params, xs, unroll_options)
-    loss = lambda eps: loss_fn(run(eps)[0])  # noqa: E731
-    grads = perturbation.split(jax.grad(loss)(eps0))  # leaves [..., T, *leaf]
-    batch_ndim = eps0.ndim - 2
+    perturbed = _perturbed(cell, params, xs, unroll_options)
+
+    def loss(eps_list):
+        ys, _, mismatch = perturbed.run(eps_list)
+        return loss_fn(ys), mismatch
+
+    grads, mismatch = jax.grad(loss, has_aux=True)(perturbed.eps0)
+    batch_ndim = perturbed.eps0[0].ndim - 2
 
     def norm(leaf):
-        trailing = tuple(range(batch_ndim + 1, leaf.ndim))
-        squares = jnp.sum(jnp.square(leaf), axis=trailing)  # [..., T]
+        squares = jnp.abs(leaf) ** 2
+        squares = jnp.sum(squares, axis=tuple(range(batch_ndim + 1, leaf.ndim)))  # [..., T]
         if not per_example:
             squares = jnp.sum(squares, axis=tuple(range(batch_ndim)))
         return jnp.sqrt(squares)
 
-    return jax.tree.map(norm, grads)
+    per_unit = [
+        jax.tree.map(norm, flat.split(grad)) for flat, grad in zip(perturbed.flats, grads, strict=True)
+    ]
+    return _checked(_layer_carry_tree(perturbed.layer, per_unit), mismatch, cell)
 
 
 def _power_iteration_norms(jvp, vjp, shape, dtype, iterations: int, key) -> jax.Array:
@@ -232,7 +329,7 @@ def _power_iteration_norms(jvp, vjp, shape, dtype, iterations: int, key) -> jax.
 
 
 def jacobian_norms(
-    cell: Cell,
+    cell: Cell | Layer,
     params: Params,
     xs: jax.Array,
     *,
@@ -244,12 +341,14 @@ def jacobian_norms(
 ) -> jax.Array:
     r"""Spectral norms ``||d carry_T / d carry_t||_2`` for every step ``t``.
 
-    The state is the whole carry flattened to ``D`` numbers (``D = H`` for the RNN
-    and GRU, ``D = 2H`` with ``(h, c)`` for the LSTM); ``carry_T`` is the final carry
-    of :func:`rnnlab.unroll` and ``carry_t`` the carry after consuming
-    ``xs[..., t, :]``.  So the last entry is 1 (an identity), and for a linear RNN
-    ``h_t = h_{t-1} W + x_t U`` the entry ``t`` is ``||W^{T-1-t}||_2``.  Steps after a
-    sequence's length, and before a reset that precedes ``T``, give 0.
+    The state is the whole carry flattened to ``D`` real numbers (``D = H`` for the RNN
+    and GRU, ``D = 2H`` with ``(h, c)`` for the LSTM, ``2N`` for a complex LRU state;
+    for a layer, every cell's carry); ``carry_T`` is the final carry of
+    :func:`rnnlab.unroll` and ``carry_t`` the carry after consuming ``xs[..., t, :]``.
+    So the last entry is 1 (an identity), and for a linear RNN ``h_t = h_{t-1} W + x_t U``
+    the entry ``t`` is ``||W^{T-1-t}||_2``.  Steps after a sequence's length, and before
+    a reset that precedes ``T``, give 0.  (In a bidirectional layer the backward
+    direction's final carry is the one after position 0.)
 
     Methods:
 
@@ -271,15 +370,15 @@ def jacobian_norms(
       else ``"power"``.
 
     Args:
-      cell: any :class:`rnnlab.cells.Cell`.
+      cell: any :class:`rnnlab.cells.Cell`, or a :class:`rnnlab.layers.Layer`.
       params: its params.
       xs: ``[..., T, F]`` inputs.
       method: ``"auto"``, ``"exact"`` or ``"power"``.
       iterations: power iterations (``method="power"``).
-      key: PRNG key of the power iteration's start vectors; default ``PRNGKey(0)``.
+      key: PRNG key of the power iteration's start vectors; default ``key(0)``.
       chunk_size: steps handled together by ``"power"`` (``None``: all ``T``).
-      **unroll_options: ``lengths``, ``reverse``, ``resets``, ``carry``, ``unroll``,
-        ``remat``, passed to :func:`rnnlab.unroll`.
+      **unroll_options: ``lengths``, ``reverse`` (cells only), ``resets``, ``carry``,
+        ``unroll``, ``remat``, passed to :func:`rnnlab.unroll`.
 
     Returns:
       ``[..., T]``, one norm per example and step.
@@ -288,18 +387,28 @@ def jacobian_norms(
         raise ValueError(f"method must be 'auto', 'exact' or 'power', got {method!r}")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
-    run, eps0, perturbation = _perturbed_unroll(cell, params, xs, unroll_options)
-    size, steps = perturbation.size, eps0.shape[-2]
+    perturbed = _perturbed(cell, params, xs, unroll_options)
+    sizes = [flat.size for flat in perturbed.flats]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    eps0 = jnp.concatenate(perturbed.eps0, axis=-1)  # [..., T, D]
+    size, steps = offsets[-1], eps0.shape[-2]
     batch_ndim = eps0.ndim - 2
+    final_template = jax.eval_shape(perturbed.layer.initial_carry, ())
+    final_complex = [
+        jnp.issubdtype(leaf.dtype, jnp.complexfloating) for leaf in jax.tree.leaves(final_template)
+    ]
 
-    def final_state(eps):  # [..., T, D] -> [..., D]
-        leaves = jax.tree.leaves(run(eps)[1])
-        return jnp.concatenate(
-            [leaf.reshape(leaf.shape[:batch_ndim] + (-1,)) for leaf in leaves], axis=-1
-        )
+    def final_state(eps):  # [..., T, D] -> ([..., D], mismatch)
+        pieces = [eps[..., a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        _, final, mismatch = perturbed.run(pieces)
+        parts = []
+        for leaf, is_complex in zip(jax.tree.leaves(final), final_complex, strict=True):
+            leaf = leaf.reshape(leaf.shape[:batch_ndim] + (-1,))
+            parts += [jnp.real(leaf), jnp.imag(leaf)] if is_complex else [leaf]
+        return jnp.concatenate(parts, axis=-1), mismatch
 
     if method == "exact" or (method == "auto" and size <= EXACT_JACOBIAN_MAX_SIZE):
-        _, pullback = jax.vjp(final_state, eps0)
+        _, pullback, mismatch = jax.vjp(final_state, eps0, has_aux=True)
         basis = jnp.eye(size, dtype=eps0.dtype)
         basis = jnp.broadcast_to(
             basis.reshape((size,) + (1,) * batch_ndim + (size,)),
@@ -307,22 +416,23 @@ def jacobian_norms(
         )
         rows = jax.vmap(lambda u: pullback(u)[0])(basis)  # [D_out, ..., T, D_in]
         jacobians = jnp.moveaxis(rows, 0, -2)  # [..., T, D_out, D_in]
-        return jnp.linalg.norm(jacobians, ord=2, axis=(-2, -1))
+        norms = jnp.linalg.norm(jacobians, ord=2, axis=(-2, -1))
+        return _checked(norms, mismatch, cell)
 
-    _, linear = jax.linearize(final_state, eps0)
+    _, linear, mismatch = jax.linearize(final_state, eps0, has_aux=True)
     transpose = jax.linear_transpose(linear, eps0)
 
     def at_step(t):
         mask = (jnp.arange(steps) == t).astype(eps0.dtype)[:, None]  # [T, 1]
         jvp = lambda v: linear(v[..., None, :] * mask)  # noqa: E731
         vjp = lambda u: transpose(u)[0][..., t, :]  # noqa: E731
-        start = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, t)
+        start = jax.random.fold_in(jax.random.key(0) if key is None else key, t)
         return _power_iteration_norms(
             jvp, vjp, eps0.shape[:-2] + (size,), eps0.dtype, iterations, start
         )
 
     norms = jax.lax.map(at_step, jnp.arange(steps), batch_size=chunk_size)  # [T, ...]
-    return jnp.moveaxis(norms, 0, -1)
+    return _checked(jnp.moveaxis(norms, 0, -1), mismatch, cell)
 
 
 # --------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ the previous fast path (which saved ``jax.vjp``'s pullback and took ``px`` hoist
 
 - the LSTM's hand-written pullback (``rnnlab.cells.lstm``'s ``pointwise_vjp``) stacks two residuals
   per step (``[i, f, g, o]`` and ``c_{t-1}``) instead of ``jax.vjp``'s eleven;
-- for the built-in cells (``linear_inputs``) ``x_t @ W_ih`` is computed inside the
+- ``x_t @ W_ih`` is computed inside the
   forward loop and its gradients by the explicit matmuls above: reading per-step
   slices of a ``[T, B, G*H]`` buffer cost more than the small in-loop matmul, and
   autodiff of the hoisted projection transposed ``dPX`` before its matmul.
@@ -35,12 +35,13 @@ Saving the pre-gates and recomputing the pointwise part in the backward instead 
 about 20% more (T=200); one fused ``[x_t, h_{t-1}] @ [W_ih; W_hh]`` matmul per step,
 or one tanh/sigmoid select over all four gates, measured no faster.
 
-The fast path handles any batch shape, an initial carry and ``reverse`` without
-``lengths``.  :func:`rnnlab.unroll` falls back to its generic scan for ``lengths``,
-``resets``, ``remat``, ``return_carries`` and ``unroll != 1``, and for cells that
-declare no :class:`Recurrence`.  Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``,
-``jax.linearize``) is not defined through a ``custom_vjp``: set ``ENABLED = False``
-for it.
+The fused path handles any batch shape, an initial carry and ``reverse`` without
+``lengths``.  :func:`rnnlab.unroll` chooses it with ``path="fused"`` (or ``"auto"``)
+for cells that declare a :class:`~rnnlab.cells.DenseRecurrence`, and uses its
+sequential scan for ``lengths``, ``resets``, ``remat``, ``return_carries`` and
+``unroll != 1``.  Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``,
+``jax.linearize``) is not defined through a ``custom_vjp``: use
+``path="sequential"`` for it.
 """
 
 from __future__ import annotations
@@ -48,18 +49,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells._base import Carry, Cell, Params, Recurrence
+from rnnlab.cells._cell import Carry, DenseRecurrence, Params
 
-__all__ = ["ENABLED", "Recurrence", "dispatch", "fused_scan", "recurrence_of"]
-
-#: Dispatch :func:`rnnlab.unroll` to :func:`fused_scan` where it applies.  Measured by
-#: ``experiments/bench.py`` (``rnnlab`` against ``rnnlab-generic`` in its report).
-ENABLED = True
-
-
-def recurrence_of(cell: Cell) -> Recurrence | None:
-    """The :class:`Recurrence` the cell declares (``cell.recurrence``), or None."""
-    return cell.recurrence
+__all__ = ["fused_scan"]
 
 
 def _tree_add(a, b):
@@ -76,7 +68,7 @@ def _outer_sum(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def fused_scan(
-    recurrence: Recurrence,
+    recurrence: DenseRecurrence,
     params: Params,
     inputs: jax.Array,
     carry: Carry,
@@ -86,20 +78,18 @@ def fused_scan(
     """Runs the recurrence over time-major inputs with a cuDNN-style backward.
 
     Args:
-      recurrence: the cell's :class:`Recurrence`.
-      params: ``{weight_ih [F, G*H], bias_ih [G*H], weight_hh [H, G*H], bias_hh [G*H]}``;
-        the input weights are used only with ``recurrence.linear_inputs``.
-      inputs: time first: the raw inputs ``xs: [T, ..., F]`` if
-        ``recurrence.linear_inputs``, else the projected ``px: [T, ..., G*H]``.
+      recurrence: the cell's :class:`~rnnlab.cells.DenseRecurrence`.
+      params: ``{weight_ih [F, G*H], bias_ih [G*H], weight_hh [H, G*H], bias_hh [G*H]}``.
+      inputs: time first, ``xs: [T, ..., F]``.
       carry: the initial carry, leaves ``[..., *]``.
       reverse: walk time from ``T - 1`` down to 0 (outputs stay aligned with ``inputs``).
 
     Returns:
       ``(final_carry, ys)`` with ``ys: [T, ..., H]``, like ``lax.scan``.  Values equal
-      ``lax.scan`` of the cell's ``step_projected``; gradients equal its autodiff up to
+      ``lax.scan`` of the cell's ``step``; gradients equal its autodiff up to
       float32 rounding.
     """
-    hidden, pointwise, additive, pointwise_vjp, _ = recurrence
+    hidden, pointwise, additive, pointwise_vjp = recurrence
     if pointwise_vjp is None:
         pointwise_vjp = lambda s, c: jax.vjp(lambda s, c: pointwise(s, 0.0, c), s, c)  # noqa: E731
     # hidden() is linear (it selects part of the carry); its transpose maps dh to d carry.
@@ -109,7 +99,7 @@ def fused_scan(
         weight_ih, bias_ih, weight_hh, bias_hh = weights
 
         def body(c, x_t):
-            px_t = x_t if weight_ih is None else x_t @ weight_ih + bias_ih
+            px_t = x_t @ weight_ih + bias_ih
             hh_t = hidden(c) @ weight_hh + bias_hh
             if not save:
                 new_c, y = pointwise(px_t, hh_t, c)
@@ -152,25 +142,11 @@ def fused_scan(
         d_carry, emitted = jax.lax.scan(body, d_final, (pullbacks, d_ys), reverse=not reverse)
         d_px, d_hh = (emitted, emitted) if additive else emitted
         d_hidden_weights = (_outer_sum(hidden_prev, d_hh), _sum_to_last(d_hh))
-        if weight_ih is None:
-            return (None, None, *d_hidden_weights), d_px, d_carry
         # The input projection's gradients, as two large matmuls after the loop.
         d_input_weights = (_outer_sum(inputs, d_px), _sum_to_last(d_px))
         return (*d_input_weights, *d_hidden_weights), d_px @ weight_ih.T, d_carry
 
     run.defvjp(run_forward, run_backward)
-    linear = recurrence.linear_inputs
-    weights = tuple(
-        params[name] if linear or name.endswith("hh") else None
-        for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")
-    )
+    weights = tuple(params[name] for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
     return run(weights, inputs, carry)
 
-
-def dispatch(cell: Cell, *, lengths, resets, unroll: int, remat: bool, return_carries: bool):
-    """The :class:`Recurrence` :func:`rnnlab.unroll` should use, or None for the generic scan."""
-    if not ENABLED or cell.project_inputs is None:
-        return None
-    if lengths is not None or resets is not None or remat or return_carries or unroll != 1:
-        return None
-    return recurrence_of(cell)

@@ -38,9 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.cells import Cell, LSTMCarry, gru, lstm, rnn
+from rnnlab import cells
+from rnnlab.cells import Cell, LSTMCarry
 from rnnlab.cells.rnn import ACTIVATIONS
-from rnnlab.layers import Layer, bidirectional, stacked
+from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 
 __all__ = [
     "from_linen",
@@ -53,8 +54,33 @@ __all__ = [
     "to_torch_carry",
 ]
 
+# The external architectures rnnlab can exchange weights with, by kind.  A cell says
+# which one it computes exactly in its own file (``Cell.exports``); these tables hold
+# only facts about torch and flax, and the registered cell that imports each kind.
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 _TORCH_CLASS = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
+_FLAX_CLASS = {"rnn": "SimpleCell", "gru": "GRUCell", "lstm": "LSTMCell"}
+#: The registered cell that computes each kind, with the options that make it exact.
+_IMPORTED_CELL = {"rnn": ("rnn", {}), "gru": ("gru", {}), "lstm": ("lstm", {"forget_bias": 0.0})}
+
+
+def _imported_cell(kind: str, hidden_size: int, **options) -> Cell:
+    name, fixed = _IMPORTED_CELL[kind]
+    return cells.make(name, hidden_size, **fixed, **options)
+
+
+def _export_kind(cell: Cell, framework: str, table: dict) -> str:
+    """The kind whose ``framework`` class ``cell`` declares it computes, or ValueError."""
+    declared = cell.exports.get(framework) if isinstance(cell, Cell) else None
+    kind = next((kind for kind, name in table.items() if name == declared), None)
+    if kind is None:
+        raise ValueError(
+            f"cell {getattr(cell, 'name', cell)!r} declares no {framework} equivalent "
+            f"(its exports are {getattr(cell, 'exports', {})}); {framework} has "
+            f"{sorted(table.values())}, computed by rnnlab's "
+            f"{sorted(name for name, _ in _IMPORTED_CELL.values())} cells"
+        )
+    return kind
 _PARAM_KEYS = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 #: Which Dense of a linen per-gate cell holds the gate's single bias.
 _LINEN_BIAS_SIDE = {"lstm": "h", "gru": "i"}
@@ -111,12 +137,9 @@ def from_torch(module) -> tuple[Cell | Layer, Any]:
     dtype = _jax_array(module.weight_ih_l0).dtype
     options = dict(recurrent_init="uniform", bias_init=bias_init, param_dtype=dtype)
     hidden_size = module.hidden_size
-    if kind == "lstm":
-        cell = lstm(hidden_size, forget_bias=0.0, **options)
-    elif kind == "gru":
-        cell = gru(hidden_size, **options)
-    else:
-        cell = rnn(hidden_size, activation=module.nonlinearity, **options)
+    if kind == "rnn":
+        options["activation"] = module.nonlinearity
+    cell = _imported_cell(kind, hidden_size, **options)
 
     def params_of(suffix):
         weight_ih = _jax_array(getattr(module, f"weight_ih{suffix}")).T
@@ -149,26 +172,22 @@ def to_torch(
     cell_or_layer: Cell | Layer,
     params,
     *,
-    nonlinearity: str | None = None,
-    dropout: float = 0.0,
     bias: bool = True,
     batch_first: bool = True,
 ):
     """Builds the ``torch.nn.RNN``/``LSTM``/``GRU`` computing the same function.
 
     The inverse of :func:`from_torch`: ``to_torch(*from_torch(m), bias=m.bias,
-    dropout=m.dropout, batch_first=m.batch_first)`` (plus ``nonlinearity`` for a
-    layer of rnn cells) rebuilds ``m`` with a bit-identical ``state_dict``.
+    batch_first=m.batch_first)`` rebuilds ``m`` with a bit-identical ``state_dict``.
+    The structure comes from the layer itself: ``stacked`` gives ``num_layers`` and
+    ``dropout``, ``bidirectional`` gives ``bidirectional=True``, and each cell says
+    which torch module it computes (``cell.exports["torch"]``) and its activation.
 
     Args:
-      cell_or_layer: an ``rnn``, ``lstm`` or ``gru`` cell, ``bidirectional(cell)``
-        with ``merge="concat"``, or ``stacked`` of either, all of one kind.
-      params: its params (for a layer, their structure gives ``num_layers`` and
-        ``bidirectional``).
-      nonlinearity: a :class:`Layer` does not record its cells' activation: pass
-        ``"tanh"`` or ``"relu"`` for a layer of ``rnn`` cells.  A cell knows its own.
-      dropout: torch's inter-layer dropout (a :class:`Layer` does not record its
-        ``dropout_rate`` either).
+      cell_or_layer: a cell that declares a torch equivalent (``rnn`` with tanh or
+        relu, ``lstm``, ``gru``), ``bidirectional(cell)`` with ``merge="concat"``, or
+        ``stacked`` of either, all of one kind.
+      params: its params.
       bias: ``False`` builds a ``bias=False`` module; all biases must then be zero.
       batch_first: the torch module's input layout.  ``True`` (default) takes
         ``[B, T, F]`` like rnnlab; torch's own default is ``False``.
@@ -177,24 +196,18 @@ def to_torch(
       A float module with the dtype of ``params``.
 
     Raises:
-      ValueError: for cells torch lacks, a reversed or non-concatenating layer,
-        missing ``nonlinearity``, or non-zero biases with ``bias=False``.
+      ValueError: for a cell with no torch equivalent (a custom cell with four gates
+        is not an LSTM), a reverse-only or non-concatenating layer, mixed cells, or
+        non-zero biases with ``bias=False``.
     """
     import torch
 
-    units, kind, activation = _torch_units(cell_or_layer, params)
-    if kind == "rnn":
-        if activation is None:
-            activation = nonlinearity
-        elif nonlinearity not in (None, activation):
-            raise ValueError(f"nonlinearity={nonlinearity!r} contradicts the cell's {activation!r}")
-        if activation not in ("tanh", "relu"):
-            raise ValueError(
-                f"torch.nn.RNN supports nonlinearity 'tanh' or 'relu', got {activation!r}; "
-                "pass nonlinearity= for a Layer of rnn cells"
-            )
-    elif nonlinearity is not None:
-        raise ValueError(f"nonlinearity= applies to rnn cells only, not {kind}")
+    units, kind, activation, dropout = _torch_units(cell_or_layer, params)
+    if kind == "rnn" and activation not in ("tanh", "relu"):
+        raise ValueError(
+            f"torch.nn.RNN supports nonlinearity 'tanh' or 'relu', but the cell uses "
+            f"{activation!r}"
+        )
     first = units[0][0]
     input_size, hidden_size = first["weight_ih"].shape[0], first["weight_hh"].shape[0]
     directions = len(units[0])
@@ -226,55 +239,49 @@ def to_torch(
 
 
 def _torch_units(cell_or_layer, params):
-    """Returns ``(units, kind, activation)``: ``units[layer][direction]`` cell params."""
+    """Walks the layer: ``(units, kind, activation, dropout)``, ``units[layer][direction]``."""
     if isinstance(cell_or_layer, Cell):
-        if cell_or_layer.name not in _GATES:
-            raise ValueError(f"torch has no {cell_or_layer.name!r} cell; use rnn, lstm or gru")
-        units = [[params]]
-        activation = cell_or_layer.hyperparameters.get("activation")
-    elif isinstance(cell_or_layer, Layer):
-        if "reverse_" in cell_or_layer.name:
-            raise ValueError(
-                "torch has no reverse-only layer; use bidirectional(cell) or reverse xs"
-            )
-        entries = params if isinstance(params, tuple) else (params,)
-        units = [
-            [p["forward"], p["backward"]] if set(p) == {"forward", "backward"} else [p]
-            for p in entries
-        ]
-        activation = None
-    else:
+        cell_or_layer = recurrent(cell_or_layer)
+    if not isinstance(cell_or_layer, Layer):
         raise ValueError(
             f"cell_or_layer must be an rnnlab Cell or Layer, got {type(cell_or_layer).__name__}"
         )
-    kinds = set()
-    for unit in units:
-        for p in unit:
-            if not isinstance(p, dict) or set(p) != _PARAM_KEYS:
+    if cell_or_layer.kind == "stacked":
+        rows, row_params = cell_or_layer.children, tuple(params)
+        dropout = cell_or_layer.dropout_rate
+        if isinstance(dropout, jax.Array) or not isinstance(dropout, (int, float)):
+            dropout = float(np.asarray(dropout))
+    else:
+        rows, row_params, dropout = (cell_or_layer,), (params,), 0.0
+    units, row_cells = [], []
+    for k, (row, p) in enumerate(zip(rows, row_params, strict=True)):
+        if row.kind == "recurrent":
+            if row.reverse:
                 raise ValueError(
-                    "params are not those of rnn/lstm/gru cells (expected the keys "
-                    f"{sorted(_PARAM_KEYS)}); torch has no equivalent"
+                    "torch has no reverse-only layer; use bidirectional(cell) or reverse xs"
                 )
-            hidden, width = p["weight_hh"].shape
-            kinds.add({1: "rnn", 3: "gru", 4: "lstm"}.get(width // hidden))
-    if len(kinds) != 1 or None in kinds or len({len(unit) for unit in units}) != 1:
-        raise ValueError("torch needs every layer to be the same cell kind and direction count")
-    (kind,) = kinds
-    hidden = units[0][0]["weight_hh"].shape[0]
-    directions = len(units[0])
-    for k, unit in enumerate(units[1:], start=1):
-        if unit[0]["weight_ih"].shape[0] != directions * hidden:
-            raise ValueError(
-                f"layer {k} takes {unit[0]['weight_ih'].shape[0]} inputs, but torch feeds it "
-                f"{directions * hidden}: bidirectional layers must use merge='concat'"
-            )
-    if (
-        isinstance(cell_or_layer, Layer)
-        and directions == 2
-        and cell_or_layer.output_size != 2 * hidden
-    ):
-        raise ValueError("torch concatenates directions: build bidirectional(..., merge='concat')")
-    return units, kind, activation
+            units.append([p])
+            row_cells.append([row.cell])
+        elif row.kind == "bidirectional":
+            if row.merge != "concat":
+                raise ValueError(
+                    f"torch concatenates directions, but layer {k} merges with {row.merge!r}: "
+                    "build bidirectional(..., merge='concat')"
+                )
+            units.append([p["forward"], p["backward"]])
+            row_cells.append([child.cell for child in row.children])
+        else:
+            raise ValueError(f"layer {k} is a {row.kind!r} layer, which torch cannot express")
+    kinds = {_export_kind(cell, "torch", _TORCH_CLASS) for row in row_cells for cell in row}
+    activations = {cell.hyperparameters.get("activation") for row in row_cells for cell in row}
+    if len(kinds) != 1 or len(activations) != 1 or len({len(unit) for unit in units}) != 1:
+        raise ValueError(
+            "torch needs every layer to be the same cell kind, activation and direction count"
+        )
+    hidden_sizes = {cell.hidden_size for row in row_cells for cell in row}
+    if len(hidden_sizes) != 1:
+        raise ValueError(f"torch needs one hidden size for every layer, got {sorted(hidden_sizes)}")
+    return units, kinds.pop(), activations.pop(), dropout
 
 
 def _carry_units(carry):
@@ -327,9 +334,7 @@ def _jax_array(value) -> jax.Array:
 
 
 def _cell_kind(cell: Cell) -> str:
-    if not isinstance(cell, Cell) or cell.name not in _GATES:
-        raise ValueError(f"cell must be an rnnlab rnn, lstm or gru Cell, got {cell!r}")
-    return cell.name
+    return _export_kind(cell, "flax", _FLAX_CLASS)
 
 
 def _fold_biases(kind: str, params):
@@ -367,17 +372,15 @@ def _unfold_biases(kind: str, w_in, w_hidden, bias, b_hn=None) -> dict:
 def _flax_cell(kind: str, hidden_size: int, activation_fn, dtype) -> Cell:
     """The rnnlab cell with flax's defaults (lecun-normal inputs, orthogonal, zero bias)."""
     options = dict(recurrent_init="orthogonal", input_init="lecun_normal", param_dtype=dtype)
-    if kind == "lstm":
-        return lstm(hidden_size, forget_bias=0.0, **options)
-    if kind == "gru":
-        return gru(hidden_size, **options)
-    names = [name for name, fn in ACTIVATIONS.items() if fn is activation_fn]
-    if not names:
-        raise ValueError(
-            f"activation_fn={activation_fn!r} has no rnnlab equivalent; use one of "
-            f"{tuple(ACTIVATIONS)} (jnp.tanh, jax.nn.relu, jax.nn.sigmoid)"
-        )
-    return rnn(hidden_size, activation=names[0], **options)
+    if kind == "rnn":
+        names = [name for name, fn in ACTIVATIONS.items() if fn is activation_fn]
+        if not names:
+            raise ValueError(
+                f"activation_fn={activation_fn!r} has no rnnlab equivalent; use one of "
+                f"{tuple(ACTIVATIONS)} (jnp.tanh, jax.nn.relu, jax.nn.sigmoid)"
+            )
+        options["activation"] = names[0]
+    return _imported_cell(kind, hidden_size, **options)
 
 
 def _flax_kind(module, classes: dict) -> str:

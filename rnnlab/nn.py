@@ -25,7 +25,11 @@ from collections.abc import Callable, Sequence
 import jax
 from flax import nnx
 
-from rnnlab.cells import Cell, gru, lstm, rnn
+from rnnlab import cells
+from rnnlab.cells import Cell
+from rnnlab.cells.gru import gru
+from rnnlab.cells.lstm import lstm
+from rnnlab.cells.rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 
 __all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "Recurrent", "SequenceLayer", "Stacked"]
@@ -144,7 +148,23 @@ class Recurrent(SequenceLayer):
     def __init__(self, cell: Cell, params):
         super().__init__(recurrent(cell), params)
         self.cell = cell
-        self.in_features = cell.input_size(self.param_values())
+        self.in_features = (
+            cell.input_size(self.param_values()) if cell.input_size is not None else None
+        )
+
+    @classmethod
+    def create(
+        cls, name: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **hyperparameters
+    ) -> Recurrent:
+        """Any registered cell by name, e.g. ``Recurrent.create("lru", 3, 16, rngs=rngs, r_min=0.9)``.
+
+        ``hyperparameters`` go to :func:`rnnlab.cells.make`; one ``params`` key is drawn
+        from ``rngs`` and nothing is stored.
+        """
+        module = cls(*_initialized(cells.make(name, hidden_size, **hyperparameters),
+                                   in_features, rngs))  # fmt: skip
+        module.in_features = in_features
+        return module
 
     def __call__(
         self,
@@ -211,7 +231,7 @@ class LSTM(Recurrent):
         self, in_features: int, hidden_size: int, forget_bias=1.0, *, rngs: nnx.Rngs, **options
     ):
         super().__init__(
-            *_initialized(lstm(hidden_size, forget_bias, **options), in_features, rngs)
+            *_initialized(lstm(hidden_size, forget_bias=forget_bias, **options), in_features, rngs)
         )
 
 
@@ -280,7 +300,9 @@ class RNN(Recurrent):
         rngs: nnx.Rngs,
         **options,
     ):
-        super().__init__(*_initialized(rnn(hidden_size, activation, **options), in_features, rngs))
+        super().__init__(
+            *_initialized(rnn(hidden_size, activation=activation, **options), in_features, rngs)
+        )
 
 
 def _check_recurrent(module, argument: str) -> None:

@@ -1,12 +1,35 @@
-"""Recurrent cells: factories returning a :class:`Cell` of pure functions.
+"""Recurrent cells: factories returning a :class:`Cell` of pure functions, and their registry.
 
-A new cell is one file here that builds a :class:`Cell`; unrolling,
-bidirectionality, stacking, diagnostics and sweeps then work unchanged.
+A new cell is one file here, with its factory ``name(hidden_size, *, ...)`` returning
+a :class:`Cell`, and one line in the table below.  Unrolling (sequential, fused or
+parallel), layers, NNX modules, diagnostics, training, sweeps and the CLIs then take
+it by name.  A user's own cell, defined anywhere, joins with one call::
+
+    rnnlab.cells.register("mine", my_factory)
+    cell = rnnlab.cells.make("mine", 64, leak=0.3)
+
+Registered names: see :func:`available`.
 """
 
-from rnnlab.cells._base import Cell
-from rnnlab.cells.gru import gru
-from rnnlab.cells.lstm import LSTMCarry, lstm
-from rnnlab.cells.rnn import rnn
+from rnnlab.cells._cell import Cell, DenseRecurrence, LinearRecurrence
+from rnnlab.cells._registry import CellSpec, available, make, register, spec
+from rnnlab.cells.lstm import LSTMCarry
 
-__all__ = ["Cell", "LSTMCarry", "gru", "lstm", "rnn"]
+__all__ = [
+    "Cell",
+    "CellSpec",
+    "DenseRecurrence",
+    "LSTMCarry",
+    "LinearRecurrence",
+    "available",
+    "make",
+    "register",
+    "spec",
+]
+
+# The registry: one line per cell, imported on first use.
+register("rnn", "rnnlab.cells.rnn:rnn")
+register("irnn", "rnnlab.cells.rnn:rnn", presets=dict(activation="relu", recurrent_init="identity"))
+register("lstm", "rnnlab.cells.lstm:lstm")
+register("gru", "rnnlab.cells.gru:gru")
+register("lru", "rnnlab.cells.lru:lru")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import _linear
-from rnnlab.cells._base import Cell, check_hidden_size
+from rnnlab.cells import _dense
+from rnnlab.cells._cell import Cell, check_hidden_size
 
 
 def pointwise(px, hh, h):
@@ -55,7 +55,7 @@ def gru(
       A :class:`Cell` whose carry and output are ``h: [..., H]``.
     """
     hidden_size = check_hidden_size(hidden_size)
-    init = _linear.make_init(
+    init = _dense.make_init(
         hidden_size,
         3,
         input_init=input_init,
@@ -65,9 +65,9 @@ def gru(
         param_dtype=param_dtype,
     )
 
-    initial_carry = _linear.zeros(hidden_size, param_dtype)
+    initial_carry = _dense.zeros(hidden_size, param_dtype)
 
-    return _linear.make_cell(
+    return _dense.make_cell(
         "gru",
         hidden_size,
         init=init,
@@ -75,6 +75,7 @@ def gru(
         hidden=_identity,
         pointwise=pointwise,
         additive=False,
+        exports={"torch": "GRU", "flax": "GRUCell"},
         hyperparameters=dict(
             hidden_size=hidden_size,
             recurrent_init=recurrent_init,

@@ -7,8 +7,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import _linear
-from rnnlab.cells._base import Cell, check_hidden_size
+from rnnlab.cells import _dense
+from rnnlab.cells._cell import Cell, check_hidden_size
 
 
 class LSTMCarry(NamedTuple):
@@ -68,10 +68,15 @@ def _hidden(carry: LSTMCarry):
     return carry.h
 
 
+def _output(params, carry: LSTMCarry, x):
+    del params, x
+    return carry.h
+
+
 def lstm(
     hidden_size: int,
-    forget_bias=1.0,
     *,
+    forget_bias=1.0,
     recurrent_init="uniform",
     recurrent_scale=1.0,
     input_init="uniform",
@@ -105,7 +110,7 @@ def lstm(
       A :class:`Cell` with carry :class:`LSTMCarry` and output ``y = h_t``.
     """
     hidden_size = check_hidden_size(hidden_size)
-    base_init = _linear.make_init(
+    base_init = _dense.make_init(
         hidden_size,
         4,
         input_init=input_init,
@@ -126,7 +131,7 @@ def lstm(
         zeros = jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
         return LSTMCarry(h=zeros, c=zeros)
 
-    return _linear.make_cell(
+    return _dense.make_cell(
         "lstm",
         hidden_size,
         init=init,
@@ -135,6 +140,8 @@ def lstm(
         pointwise=pointwise,
         additive=True,
         pointwise_vjp=pointwise_vjp,
+        output=_output,
+        exports={"torch": "LSTM", "flax": "LSTMCell"},
         hyperparameters=dict(
             hidden_size=hidden_size,
             forget_bias=forget_bias,

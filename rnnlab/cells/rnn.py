@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import _linear
-from rnnlab.cells._base import Cell, check_hidden_size
+from rnnlab.cells import _dense
+from rnnlab.cells._cell import Cell, check_hidden_size
 
 ACTIVATIONS = {
     "tanh": jnp.tanh,
@@ -25,8 +25,8 @@ def _identity(h):
 
 def rnn(
     hidden_size: int,
-    activation: str = "tanh",
     *,
+    activation: str = "tanh",
     recurrent_init="orthogonal",
     recurrent_scale=1.0,
     input_init="uniform",
@@ -62,7 +62,7 @@ def rnn(
             f"activation={activation!r} is not supported; use one of {tuple(ACTIVATIONS)}"
         )
     sigma = ACTIVATIONS[activation]
-    init = _linear.make_init(
+    init = _dense.make_init(
         hidden_size,
         1,
         input_init=input_init,
@@ -72,13 +72,13 @@ def rnn(
         param_dtype=param_dtype,
     )
 
-    initial_carry = _linear.zeros(hidden_size, param_dtype)
+    initial_carry = _dense.zeros(hidden_size, param_dtype)
 
     def pointwise(px, hh, h):
         h = sigma(px + hh)
         return h, h
 
-    return _linear.make_cell(
+    return _dense.make_cell(
         "rnn",
         hidden_size,
         init=init,
@@ -86,6 +86,7 @@ def rnn(
         hidden=_identity,
         pointwise=pointwise,
         additive=True,
+        exports={"torch": "RNN", "flax": "SimpleCell"},
         hyperparameters=dict(
             hidden_size=hidden_size,
             activation=activation,

@@ -6,20 +6,25 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from rnnlab.sweep.execute import Trainable
-from rnnlab.train import HPARAM_NAMES, TrainConfig, make_train
+from rnnlab.sweep.execute import RESERVED, Trainable
+from rnnlab.train import OPTIMIZER_HPARAMS, TrainConfig, make_train
 
 __all__ = ["TrainerBuilder"]
+
+_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainerBuilder:
     """Builds ``make_train(TrainConfig(**base, **static))`` for a sweep group.
 
-    Configuration keys in :data:`rnnlab.train.HPARAM_NAMES` (learning rate, clip
-    norm, recurrent scale, forget bias, weight decay, momentum) are traced and
-    vmapped; ``seed`` becomes the run's PRNG key; every other key must be a
-    :class:`~rnnlab.train.TrainConfig` field and selects the compiled program.
+    A configuration's keys are read against its cell (``config["cell"]`` or
+    ``base["cell"]``): the optimizer's :data:`rnnlab.train.OPTIMIZER_HPARAMS` and the
+    cell's sweepable hyperparameters (its registry entry's ``sweepable``, e.g.
+    ``forget_bias``, ``recurrent_scale``, ``r_max``) are traced and vmapped; ``seed``
+    becomes the run's PRNG key; :class:`~rnnlab.train.TrainConfig` fields and the
+    cell's other hyperparameters (merged into ``cell_options``, e.g. ``activation``)
+    select the compiled program.  Any other key is an error naming the cell.
 
     Attributes:
       base: fixed :class:`~rnnlab.train.TrainConfig` fields shared by the sweep
@@ -27,7 +32,36 @@ class TrainerBuilder:
     """
 
     base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    dynamic_names: tuple[str, ...] = HPARAM_NAMES
+
+    def static_part(self, config: Mapping[str, Any]) -> dict:
+        """The keys of ``config`` that fix the program, with cell options merged.
+
+        Raises:
+          ValueError: for a key that is neither a config field nor a hyperparameter of
+            the configuration's cell, naming what the cell accepts.
+        """
+        from rnnlab import cells
+
+        cell = config.get("cell", self.base.get("cell", TrainConfig.cell))
+        spec = cells.spec(cell)
+        traced = set(OPTIMIZER_HPARAMS) | set(spec.sweepable)
+        static, cell_options = {}, {}
+        for key, value in config.items():
+            if key in RESERVED or key in traced:
+                continue
+            if key in _FIELDS:
+                static[key] = value
+            elif key in spec.defaults or spec.accepts_any:
+                cell_options[key] = value
+            else:
+                raise ValueError(
+                    f"sweep key {key!r} is neither a TrainConfig field nor a hyperparameter of "
+                    f"cell {cell!r}{_hint(key, spec)}; the cell accepts {sorted(spec.defaults)}"
+                )
+        if cell_options:
+            merged = {**self.base.get("cell_options", {}), **static.get("cell_options", {})}
+            static["cell_options"] = {**merged, **cell_options}
+        return static
 
     def config(self, static: Mapping[str, Any]) -> TrainConfig:
         """The validated config of a group (unknown names raise ``ValueError``)."""
@@ -39,5 +73,10 @@ class TrainerBuilder:
 
     def baseline_loss(self, config: Mapping[str, Any]) -> float:
         """The task's trivial-predictor loss for ``config`` (for steps-to-threshold)."""
-        static = {k: v for k, v in config.items() if k not in (*self.dynamic_names, "id", "seed")}
-        return float(make_train(self.config(static)).task.baseline_loss)
+        return float(make_train(self.config(self.static_part(config))).task.baseline_loss)
+
+
+def _hint(key: str, spec) -> str:
+    from rnnlab import _checks
+
+    return _checks.did_you_mean(key, [*spec.defaults, *_FIELDS])

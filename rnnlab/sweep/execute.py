@@ -93,9 +93,14 @@ class Trainable(NamedTuple):
 
 
 class Builder(Protocol):
-    """Picklable ``builder(static) -> Trainable`` with the names it traces."""
+    """Picklable ``builder(static) -> Trainable`` that knows which keys it traces.
 
-    dynamic_names: tuple[str, ...]
+    ``static_part(config)`` returns the part of a configuration that selects the
+    compiled program (for example with :func:`split_config`); the rest are traced
+    hyperparameters (keys of ``Trainable.hparams``), ``"id"`` and ``"seed"``.
+    """
+
+    def static_part(self, config: Mapping[str, Any]) -> dict: ...
 
     def __call__(self, static: Mapping[str, Any]) -> Trainable: ...
 
@@ -131,19 +136,25 @@ def split_config(config: Mapping, dynamic_names: Sequence[str]) -> dict:
     return {k: v for k, v in config.items() if k not in dynamic_names and k not in RESERVED}
 
 
-def group_configs(configs: Sequence[Mapping], dynamic_names: Sequence[str]) -> list[Group]:
+def group_configs(
+    configs: Sequence[Mapping], static_part: Callable[[Mapping], dict] | Sequence[str]
+) -> list[Group]:
     """Groups configurations by their static part, in first-seen order.
 
     Args:
       configs: configurations (dicts with ``"id"``).
-      dynamic_names: keys that are traced hyperparameters (vmappable).
+      static_part: ``static_part(config) -> dict`` (a builder's), or the names of the
+        keys that are traced hyperparameters (vmappable).
 
     Returns:
       One :class:`Group` per distinct static part.
     """
+    if not callable(static_part):
+        names = tuple(static_part)
+        static_part = lambda config: split_config(config, names)  # noqa: E731
     groups: dict[str, Group] = {}
     for config in configs:
-        static = split_config(config, dynamic_names)
+        static = static_part(config)
         gid = config_id(static)
         groups.setdefault(gid, Group(gid, static, []))
         groups[gid].configs.append(dict(config))

@@ -96,9 +96,9 @@ def run_sweep(
 
     Args:
       configs: configurations with stable ids (:func:`rnnlab.sweep.configurations`).
-        A configuration's ``"seed"`` becomes ``jax.random.PRNGKey(seed)``, keys in
-        ``build.dynamic_names`` are traced hyperparameters, and every other key
-        is static: configurations are grouped by those and each group compiles once.
+        A configuration's ``"seed"`` becomes ``jax.random.PRNGKey(seed)``; the keys
+        outside ``build.static_part(config)`` are traced hyperparameters, and the
+        static part groups configurations: each group compiles once.
       build: a picklable :class:`~rnnlab.sweep.execute.Builder`.
       out: folder for ``results.jsonl``, ``curves.jsonl``, ``results.csv`` and
         ``summary.json``; configurations already in its ``results.jsonl`` are not
@@ -122,7 +122,7 @@ def run_sweep(
     started = time.perf_counter()
     mesh = config_mesh() if mesh is None else mesh
     workers = workers or os.cpu_count() or 1
-    groups = group_configs(configs, tuple(build.dynamic_names))
+    groups = group_configs(configs, build.static_part)
     ids = {config["id"] for config in configs}
     finished = {k: v for k, v in load_rows(out).items() if k in ids}
     pending_total = sum(c["id"] not in finished for c in configs)
@@ -219,7 +219,7 @@ def compare_strategies(
       "compile_seconds": ...}}``.
     """
     mesh = config_mesh() if mesh is None else mesh
-    groups = group_configs(configs, tuple(build.dynamic_names))
+    groups = group_configs(configs, build.static_part)
     if len(groups) != 1:
         raise ValueError(f"configs span {len(groups)} static groups; pass one group's configs")
     workers = workers or os.cpu_count() or 1

@@ -2,7 +2,7 @@
 
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.engine import (
-    HPARAM_NAMES,
+    OPTIMIZER_HPARAMS,
     Model,
     Trainer,
     TrainState,
@@ -12,7 +12,7 @@ from rnnlab.train.engine import (
 from rnnlab.train.runner import RunResult, restore_state, run, train_seeds
 
 __all__ = [
-    "HPARAM_NAMES",
+    "OPTIMIZER_HPARAMS",
     "Model",
     "RunResult",
     "TrainConfig",

@@ -1,9 +1,10 @@
 """Typed, validated training configuration: shapes and structure, not swept values.
 
-Values that sweeps vary (learning rate, clip threshold, init scale, forget bias,
-weight decay, momentum) have their *defaults* here; at run time they travel as
-arrays in ``hparams`` (see :meth:`rnnlab.train.Trainer.default_hparams`), so a
-sweep vmaps over them without recompiling.
+Values that sweeps vary (learning rate, clip threshold, weight decay, momentum, and
+every sweepable hyperparameter of the cell, such as a forget bias or an LRU's
+``r_max``) have their *defaults* here; at run time they travel as arrays in
+``hparams`` (see :meth:`rnnlab.train.Trainer.default_hparams`), so a sweep vmaps
+over them without recompiling.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "CELLS",
     "OPTIMIZERS",
     "SCHEDULES",
     "TrainConfig",
@@ -25,8 +25,8 @@ __all__ = [
     "config_from_arguments",
 ]
 
-CELLS = ("lstm", "gru", "rnn")
-ACTIVATIONS = ("tanh", "relu", "linear", "sigmoid")
+#: Config fields that became cell hyperparameters (``cell_options``).
+MOVED_TO_CELL_OPTIONS = ("activation", "recurrent_init", "forget_bias", "recurrent_scale")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -40,12 +40,14 @@ class TrainConfig:
       length: the task's sequence length ``T``; ``None`` for the task's default.
       task_options: other keyword arguments of the task factory, e.g.
         ``{"variant": "hochreiter"}`` for the adding problem.
-      cell: ``"lstm"``, ``"gru"`` or ``"rnn"``.
+      cell: a name in :func:`rnnlab.cells.available` (``"lstm"``, ``"gru"``, ``"rnn"``,
+        ``"lru"``, ... or a user's registered cell).
+      cell_options: the cell factory's keyword hyperparameters, e.g.
+        ``{"forget_bias": 2.0}`` or ``{"activation": "relu"}``.  Those the registry
+        marks sweepable (float defaults) become traced ``hparams``; the rest fix the
+        program.
       hidden_size: ``H``.
       num_layers: recurrent layers stacked with :func:`rnnlab.layers.stacked`.
-      activation: the ``rnn`` cell's nonlinearity (``"relu"`` with
-        ``recurrent_init="identity"`` is Le et al.'s IRNN).
-      recurrent_init: initializer name of ``W_hh``; ``None`` keeps the cell's default.
       optimizer: ``"sgd"`` (with momentum), ``"adam"``, ``"rmsprop"`` or ``"adamw"``.
       schedule: learning-rate decay over ``steps``: ``"constant"``, ``"cosine"`` or
         ``"linear"`` (to zero), after ``warmup_steps`` of linear warm-up.
@@ -54,8 +56,8 @@ class TrainConfig:
         logging and checkpoint interval.  Must divide ``steps``.
       eval_batch_size: fresh sequences per evaluation of a synthetic task (data
         sets evaluate on their held-out split).
-      learning_rate, clip_norm, forget_bias, recurrent_scale, weight_decay,
-        momentum: defaults of the swept ``hparams``.  ``clip_norm=None`` turns
+      learning_rate, clip_norm, weight_decay, momentum: defaults of the optimizer's
+        swept ``hparams``.  ``clip_norm=None`` turns
         clipping off (``inf`` in ``hparams``); ``momentum=None`` means 0.9 for SGD
         and 0 otherwise.  ``weight_decay`` is decoupled for AdamW and an L2 term
         for the others.
@@ -68,10 +70,9 @@ class TrainConfig:
     length: int | None = None
     task_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cell: str = "lstm"
+    cell_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     hidden_size: int = 64
     num_layers: int = 1
-    activation: str = "tanh"
-    recurrent_init: str | None = None
     optimizer: str = "adam"
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -81,8 +82,6 @@ class TrainConfig:
     eval_batch_size: int = 1000
     learning_rate: float = 3e-3
     clip_norm: float | None = 1.0
-    forget_bias: float = 1.0
-    recurrent_scale: float = 1.0
     weight_decay: float = 0.0
     momentum: float | None = None
     seed: int = 0
@@ -90,8 +89,7 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "task_options", dict(self.task_options))
-        _choice("cell", self.cell, CELLS)
-        _choice("activation", self.activation, ACTIVATIONS)
+        object.__setattr__(self, "cell_options", dict(self.cell_options))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         for name in ("hidden_size", "num_layers", "batch_size", "steps", "chunk_steps"):
@@ -111,18 +109,35 @@ class TrainConfig:
         _positive_float("learning_rate", self.learning_rate)
         if self.clip_norm is not None:
             _positive_float("clip_norm", self.clip_norm)
-        _finite_float("forget_bias", self.forget_bias)
-        _positive_float("recurrent_scale", self.recurrent_scale, allow_zero=True)
         _positive_float("weight_decay", self.weight_decay, allow_zero=True)
         if self.momentum is not None and not 0.0 <= _finite_float("momentum", self.momentum) < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
         if self.inject_nan_at_step is not None:
             _int_at_least("inject_nan_at_step", self.inject_nan_at_step, 0)
-        if self.cell != "rnn" and self.activation != "tanh":
-            raise ValueError(
-                f"activation={self.activation!r} applies to cell='rnn' only; "
-                f"the {self.cell} cell has fixed gate nonlinearities"
-            )
+        self._check_cell()
+
+    def _check_cell(self) -> None:
+        """The cell exists, takes these options, and builds (bad values fail here)."""
+        from rnnlab import cells
+
+        spec = cells.spec(self.cell)
+        if "hidden_size" in self.cell_options:
+            raise ValueError("cell_options must not hold hidden_size; set TrainConfig.hidden_size")
+        spec.check_hyperparameters(self.cell_options)
+        for name in spec.sweepable:
+            if name in self.cell_options:
+                _finite_float(f"cell_options[{name!r}]", self.cell_options[name])
+        try:
+            spec.make(self.hidden_size, **self.cell_options)
+        except ValueError as error:
+            raise ValueError(f"cell {self.cell!r} with cell_options={self.cell_options}: {error}")
+
+    @property
+    def cell_spec(self):
+        """The registry entry (:class:`rnnlab.cells.CellSpec`) of ``cell``."""
+        from rnnlab import cells
+
+        return cells.spec(self.cell)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -133,6 +148,12 @@ class TrainConfig:
         """
         known = [field.name for field in dataclasses.fields(cls)]
         for name in values:
+            if name in MOVED_TO_CELL_OPTIONS:
+                raise ValueError(
+                    f"config field {name!r} moved into cell_options: use "
+                    f"cell_options={{{name!r}: {values[name]!r}}} (--cell-option "
+                    f"{name}={values[name]})"
+                )
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -194,15 +215,26 @@ def _parse_optional(kind):
     return parse
 
 
-def _parse_option(text: str) -> tuple[str, Any]:
+def parse_option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON when possible (``8``, ``true``), else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--task-option takes KEY=VALUE, got {text!r}")
+    if "=" not in text or not text.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+class _Moved(argparse.Action):
+    """A removed flag: fail with the spelling that replaces it."""
+
+    def __init__(self, option_strings, dest, replacement, **kwargs):
+        self.replacement = replacement
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was replaced: use {self.replacement.format(values)}")
 
 
 _ARGUMENT_TYPES = {
@@ -218,28 +250,48 @@ _ARGUMENT_TYPES = {
 def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """Adds one ``--flag`` per :class:`TrainConfig` field (defaults from the dataclass).
 
-    ``task_options`` becomes a repeatable ``--task-option KEY=VALUE``.
+    ``task_options`` and ``cell_options`` become repeatable ``--task-option KEY=VALUE``
+    and ``--cell-option KEY=VALUE``; ``--cell`` takes any registered cell name.
     """
+    options = {
+        "task_options": ("--task-option", "task factory option, e.g. variant=hochreiter"),
+        "cell_options": ("--cell-option", "cell hyperparameter, e.g. forget_bias=2"),
+    }
     for field in dataclasses.fields(TrainConfig):
         if field.name in exclude:
             continue
-        flag = "--" + field.name.replace("_", "-")
-        if field.name == "task_options":
+        if field.name in options:
+            flag, example = options[field.name]
             parser.add_argument(
-                "--task-option",
-                dest="task_options",
-                type=_parse_option,
+                flag,
+                dest=field.name,
+                type=parse_option,
                 action="append",
                 default=[],
                 metavar="KEY=VALUE",
-                help="task factory option, e.g. variant=hochreiter (repeatable)",
+                help=f"{example} (repeatable)",
             )
             continue
+        flag = "--" + field.name.replace("_", "-")
         kind = _ARGUMENT_TYPES[field.type]
-        choices = {"cell": CELLS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
-        parser.add_argument(
-            flag, type=kind, default=field.default, choices=choices, help=f"default {field.default}"
-        )
+        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
+        help_text = f"default {field.default}"
+        if field.name == "cell":
+            help_text = "a registered cell: " + ", ".join(_cell_names()) + f" (default {field.default})"
+        parser.add_argument(flag, type=kind, default=field.default, choices=choices, help=help_text)
+    if "cell_options" not in exclude:
+        for name in MOVED_TO_CELL_OPTIONS:
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                action=_Moved,
+                replacement=f"--cell-option {name}={{}}",
+            )
+
+
+def _cell_names() -> tuple[str, ...]:
+    from rnnlab import cells
+
+    return cells.available()
 
 
 def config_from_arguments(arguments: argparse.Namespace, **overrides) -> TrainConfig:
@@ -250,5 +302,6 @@ def config_from_arguments(arguments: argparse.Namespace, **overrides) -> TrainCo
         if hasattr(arguments, field.name)
     }
     values["task_options"] = dict(values.get("task_options") or [])
+    values["cell_options"] = dict(values.get("cell_options") or [])
     values.update(overrides)
     return TrainConfig.from_dict(values)

@@ -17,24 +17,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from rnnlab.cells import gru, lstm, rnn
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
 from rnnlab.train.config import TrainConfig
-from rnnlab.unroll import tree_where
+from rnnlab.unrolling import tree_where
 
-__all__ = ["HPARAM_NAMES", "Model", "TrainState", "Trainer", "make_model", "make_train"]
+__all__ = ["OPTIMIZER_HPARAMS", "Model", "TrainState", "Trainer", "make_model", "make_train"]
 
-#: The values a sweep may vary; scalars in ``hparams``.
-HPARAM_NAMES = (
-    "learning_rate",
-    "clip_norm",
-    "recurrent_scale",
-    "forget_bias",
-    "weight_decay",
-    "momentum",
-)
+#: The optimizer's values a sweep may vary; the cell's sweepable hyperparameters
+#: (:attr:`rnnlab.cells.CellSpec.sweepable`) join them in ``hparams``.
+OPTIMIZER_HPARAMS = ("learning_rate", "clip_norm", "weight_decay", "momentum")
 
 
 class TrainState(NamedTuple):
@@ -64,8 +57,8 @@ class Model:
     """A recurrent layer and a linear readout, for one task.
 
     Attributes:
-      layer: the :class:`rnnlab.layers.Layer` (one cell or a stack).
-      cells: the cell of each layer (for per-step generation).
+      layer: the :class:`rnnlab.layers.Layer` (one cell or a stack); its ``step``
+        serves per-step generation.
       init: ``init(key) -> params``.
       apply: ``apply(params, inputs [B, T, F], lengths=None) -> outputs``,
         ``[B, O]`` for readout ``"last"`` and ``[B, T, O]`` for ``"every"``.
@@ -75,7 +68,6 @@ class Model:
     """
 
     layer: Layer
-    cells: tuple
     init: Callable
     apply: Callable
     initial_carry: Callable
@@ -83,18 +75,15 @@ class Model:
 
 
 def _make_cell(config: TrainConfig, hparams: Mapping[str, jax.Array]):
-    options = {"recurrent_scale": hparams["recurrent_scale"]}
-    if config.recurrent_init is not None:
-        options["recurrent_init"] = config.recurrent_init
-    if config.cell == "lstm":
-        return lstm(config.hidden_size, forget_bias=hparams["forget_bias"], **options)
-    if config.cell == "gru":
-        return gru(config.hidden_size, **options)
-    return rnn(config.hidden_size, config.activation, **options)
+    """The configured cell, its sweepable hyperparameters taken (traced) from ``hparams``."""
+    spec = config.cell_spec
+    options = {k: v for k, v in config.cell_options.items() if k not in spec.sweepable}
+    options.update({name: hparams[name] for name in spec.sweepable})
+    return spec.make(config.hidden_size, **options)
 
 
 def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]) -> Model:
-    """Builds the cell(s) from ``hparams`` (init scale and forget bias may be traced).
+    """Builds the cell(s) from ``hparams`` (the cell's sweepable values may be traced).
 
     The readout is ``y W + b`` with ``W [H, O]`` drawn ``N(0, 1/H)`` and ``b = 0``,
     applied to the last valid step (``"last"``) or to every step (``"every"``).
@@ -124,16 +113,10 @@ def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]
         return readout(params, ys)
 
     def step(params, carry, x):
-        if len(cells) == 1:
-            carry, y = cells[0].step(params["cell"], carry, x)
-            return carry, readout(params, y)
-        new_carry = []
-        for cell, cell_params, layer_carry in zip(cells, params["cell"], carry, strict=True):
-            layer_carry, x = cell.step(cell_params, layer_carry, x)
-            new_carry.append(layer_carry)
-        return tuple(new_carry), readout(params, x)
+        carry, y = layer.step(params["cell"], carry, x)
+        return carry, readout(params, y)
 
-    return Model(layer, cells, init, apply, layer.initial_carry, step)
+    return Model(layer, init, apply, layer.initial_carry, step)
 
 
 def learning_rate_factor(config: TrainConfig, count: jax.Array) -> jax.Array:
@@ -184,12 +167,12 @@ def _as_key(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(key)
 
 
-def _check_hparams(hparams: Mapping[str, Any]) -> None:
-    missing = [name for name in HPARAM_NAMES if name not in hparams]
-    unknown = [name for name in hparams if name not in HPARAM_NAMES]
+def _check_hparams(names: tuple[str, ...], hparams: Mapping[str, Any]) -> None:
+    missing = [name for name in names if name not in hparams]
+    unknown = [name for name in hparams if name not in names]
     if missing or unknown:
         raise ValueError(
-            f"hparams must have exactly the keys {HPARAM_NAMES}; missing {missing}, "
+            f"hparams must have exactly the keys {names}; missing {missing}, "
             f"unknown {unknown}.  Start from trainer.default_hparams()"
         )
 
@@ -201,17 +184,27 @@ class Trainer:
     config: TrainConfig
     task: Task
 
+    @property
+    def hparam_names(self) -> tuple[str, ...]:
+        """The keys of ``hparams``: :data:`OPTIMIZER_HPARAMS`, then the cell's sweepable ones."""
+        return OPTIMIZER_HPARAMS + self.config.cell_spec.sweepable
+
     def default_hparams(self) -> dict[str, jax.Array]:
-        """The config's defaults as float32 scalars; ``clip_norm`` is ``inf`` when off."""
+        """The config's defaults as float32 scalars; ``clip_norm`` is ``inf`` when off.
+
+        The cell's sweepable hyperparameters come from ``config.cell_options`` or, where
+        absent, the factory's defaults.
+        """
         config = self.config
+        spec = config.cell_spec
         values = {
             "learning_rate": config.learning_rate,
             "clip_norm": float("inf") if config.clip_norm is None else config.clip_norm,
-            "recurrent_scale": config.recurrent_scale,
-            "forget_bias": config.forget_bias,
             "weight_decay": config.weight_decay,
             "momentum": config.resolved_momentum,
         }
+        for name in spec.sweepable:
+            values[name] = config.cell_options.get(name, spec.defaults[name])
         return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
 
     def model(self, hparams: Mapping[str, jax.Array]) -> Model:
@@ -219,7 +212,7 @@ class Trainer:
 
     def init(self, key: jax.Array, hparams: Mapping[str, jax.Array]) -> TrainState:
         """A fresh state: model params from ``key`` and the init values in ``hparams``."""
-        _check_hparams(hparams)
+        _check_hparams(self.hparam_names, hparams)
         init_key, data_key, eval_key = jax.random.split(_as_key(key), 3)
         params = self.model(hparams).init(init_key)
         opt_state = make_optimizer(self.config, hparams).init(params)

@@ -1,4 +1,4 @@
-"""Shared parameter layout of the gated cells: ``x @ W_ih + b_ih`` and ``h @ W_hh + b_hh``.
+"""Shared parameter layout of the dense gated cells: ``x @ W_ih + b_ih`` and ``h @ W_hh + b_hh``.
 
 Layout (jax convention ``x @ W``; torch stores the transposes):
 
@@ -7,6 +7,10 @@ Layout (jax convention ``x @ W``; torch stores the transposes):
 
 where ``G`` is the number of gates, stacked in torch's order.  Keeping torch's
 two biases makes weight import/export exact (the GRU needs ``b_hn`` apart).
+
+A cell in this layout is defined by its pointwise part alone (:func:`make_cell`):
+the step, the generic scan and the fused path of :mod:`rnnlab.fused` all run that
+one definition.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab import initializers
-from rnnlab.cells._base import Cell, Recurrence, check_input_size
+from rnnlab.cells._cell import Cell, DenseRecurrence, check_input_size
 
 
 def make_init(
@@ -54,16 +58,6 @@ def make_init(
     return init
 
 
-def project_inputs(params: dict, xs: jax.Array) -> jax.Array:
-    """``xs @ W_ih + b_ih``: ``[..., F] -> [..., G*H]``."""
-    return xs @ params["weight_ih"] + params["bias_ih"]
-
-
-def project_hidden(params: dict, h: jax.Array) -> jax.Array:
-    """``h @ W_hh + b_hh``: ``[..., H] -> [..., G*H]``."""
-    return h @ params["weight_hh"] + params["bias_hh"]
-
-
 def input_size(params: dict) -> int:
     return params["weight_ih"].shape[-2]
 
@@ -91,21 +85,20 @@ def make_cell(
     pointwise,
     additive: bool,
     pointwise_vjp=None,
+    output=None,
     hyperparameters,
-):
+    exports=None,
+) -> Cell:
     """A :class:`Cell` in this layout, defined by its pointwise part.
 
-    The step is ``carry_t, y_t = pointwise(px_t, hidden(carry) @ W_hh + b_hh, carry)``
-    with ``px_t = x_t @ W_ih + b_ih``; the same functions form the cell's
-    :class:`Recurrence`, so :func:`rnnlab.unroll`'s fused path and the generic scan
-    run one definition of the equations.
+    The step is ``carry_t, y_t = pointwise(x_t @ W_ih + b_ih, hidden(carry) @ W_hh + b_hh,
+    carry)``; the same functions form the cell's :class:`DenseRecurrence`.
     """
 
-    def step_projected(params, carry, px):
-        return pointwise(px, project_hidden(params, hidden(carry)), carry)
-
     def step(params, carry, x):
-        return step_projected(params, carry, project_inputs(params, x))
+        px = x @ params["weight_ih"] + params["bias_ih"]
+        hh = hidden(carry) @ params["weight_hh"] + params["bias_hh"]
+        return pointwise(px, hh, carry)
 
     return Cell(
         name=name,
@@ -113,16 +106,12 @@ def make_cell(
         init=init,
         initial_carry=initial_carry,
         step=step,
+        output=output,
         input_size=input_size,
-        project_inputs=project_inputs,
-        step_projected=step_projected,
         recurrent_weight=recurrent_weight,
-        recurrence=Recurrence(
-            hidden=hidden,
-            pointwise=pointwise,
-            additive=additive,
-            pointwise_vjp=pointwise_vjp,
-            linear_inputs=True,
-        ),
         hyperparameters=hyperparameters,
+        dense=DenseRecurrence(
+            hidden=hidden, pointwise=pointwise, additive=additive, pointwise_vjp=pointwise_vjp
+        ),
+        exports=exports or {},
     )
