@@ -78,7 +78,7 @@ def lru(
     if not any(isinstance(v, jax.core.Tracer) or jnp.ndim(v) for v in (r_min, r_max)):
         if float(r_min) >= float(r_max):
             raise ValueError(f"r_min={r_min} must be below r_max={r_max}")
-    complex_dtype = jnp.result_type(param_dtype, jnp.complex64)
+    complex_dtype = jnp.complex128 if jnp.dtype(param_dtype) == jnp.float64 else jnp.complex64
 
     def init(key, input_size):
         input_size = check_input_size(input_size)
