@@ -6,7 +6,7 @@ compile time apart.  Sections:
 - ``timing``: training step (forward and backward through time, mean-squared loss over
   all outputs) and forward-only inference, LSTM/GRU/tanh RNN, ``B=32, I=32, H=128``,
   ``T in {50, 200, 1000}``, plus ``T=1000, H=512``; rnnlab's fast path, its generic
-  scan (``rnnlab.fused.ENABLED = False``), ``torch.nn`` and flax
+  scan (``path="sequential"``), ``torch.nn`` and flax
   ``nn.RNN(OptimizedLSTMCell)``.  The key ratios (H=128) are measured in two passes.
 - ``compile``: jit compile time of the training step against T, up to 10,000.
 - ``memory``: XLA temporary memory of the training step with and without ``remat``.
@@ -43,7 +43,6 @@ import numpy as np
 
 SECTIONS = ("timing", "flops", "memory", "compile", "gpu", "allocator", "flags")
 CELLS = ("lstm", "gru", "rnn")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 FLAG_VARIANTS = (
     "",
     "--xla_cpu_multi_thread_eigen=false",
@@ -102,25 +101,21 @@ def rnnlab_system(cell_name, xs, target, hidden, *, fused_path=True, remat=False
     import jax.numpy as jnp
 
     import rnnlab
-    from rnnlab import fused
 
-    cell = getattr(rnnlab, cell_name)(hidden)
+    cell = rnnlab.cells.make(cell_name, hidden)
     params = cell.init(jax.random.key(0), xs.shape[-1])
     xs, target = jnp.asarray(xs), jnp.asarray(target)
 
+    path = "auto" if fused_path else "sequential"
+
     def infer(params, xs):
-        return rnnlab.unroll(cell, params, xs, remat=remat)[0]
+        return rnnlab.unroll(cell, params, xs, remat=remat, path=path)[0]
 
     def loss(params, xs, target):
         return jnp.mean((infer(params, xs) - target) ** 2)
 
-    previous = fused.ENABLED
-    fused.ENABLED = fused_path
-    try:  # ENABLED is read at trace time, so lower both functions now
-        train = jax.jit(jax.value_and_grad(loss)).lower(params, xs, target)
-        infer_lowered = jax.jit(infer).lower(params, xs)
-    finally:
-        fused.ENABLED = previous
+    train = jax.jit(jax.value_and_grad(loss)).lower(params, xs, target)
+    infer_lowered = jax.jit(infer).lower(params, xs)
     return {"train": (train, (params, xs, target)), "infer": (infer_lowered, (params, xs))}
 
 
@@ -163,7 +158,9 @@ def compile_jax(system):
 def torch_system(cell_name, xs, target, hidden, device="cpu"):
     import torch
 
-    module_type = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell_name]
+    import rnnlab
+
+    module_type = getattr(torch.nn, rnnlab.cells.make(cell_name, hidden).exports["torch"])
     module = module_type(xs.shape[-1], hidden, batch_first=True).to(device)
     xs, target = torch.from_numpy(xs).to(device), torch.from_numpy(target).to(device)
     sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
@@ -222,7 +219,18 @@ def training_flops(cell_name, batch, steps, input_size, hidden) -> float:
     twice that (the input gradients and the weight gradients).  The pointwise work
     is left out, so this is a lower bound on the work done.
     """
-    return 6.0 * batch * steps * GATES[cell_name] * hidden * (input_size + hidden)
+    return 6.0 * batch * steps * _gates(cell_name, hidden) * hidden * (input_size + hidden)
+
+
+def _gates(cell_name, hidden) -> int:
+    """``G`` of a dense gated cell, read off its recurrent weight ``[H, G*H]``."""
+    import jax
+
+    import rnnlab
+
+    cell = rnnlab.cells.make(cell_name, hidden)
+    shapes = jax.eval_shape(cell.init, jax.random.key(0), 1)
+    return shapes["weight_hh"].shape[-1] // hidden
 
 
 def time_configuration(args, cell_name, steps, hidden, *, passes, with_generic, device="cpu"):
@@ -467,7 +475,7 @@ def write_report(summary: dict, command: str) -> str:
         "Protocol: one process, systems interleaved round-robin, median of "
         f"{summary['config']['reps']} repetitions per pass; ratios per pass in parentheses "
         "(min-max). rnnlab = `rnnlab.unroll` (fast path), rnnlab-generic = plain `lax.scan` "
-        "autodiff (`rnnlab.fused.ENABLED = False`), flax = `nn.RNN(OptimizedLSTMCell)`. "
+        "autodiff (`path='sequential'`), flax = `nn.RNN(OptimizedLSTMCell)`. "
         f"Allocator in this process: {summary['config']['allocator']}.",
     ]
     if "timing" in summary:

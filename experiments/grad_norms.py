@@ -1,25 +1,27 @@
-"""Vanishing and exploding gradients in time: ||dL/dh_t|| against t for RNN, LSTM and GRU.
+"""Vanishing and exploding gradients in time: ||dL/dcarry_t|| against t for any registered cell.
 
-For tanh RNNs with orthogonal recurrent init scaled to spectral radius rho, LSTMs with
-forget-gate bias 0, 1 and 2, and the GRU, at several sequence lengths T, this measures
-``||dL/dh_t||`` for a loss on the last hidden state (a random linear readout with a
-squared error), with :func:`rnnlab.diagnostics.carry_grad_norms` (one backward pass
-per batch).  Every configuration of a family at one length runs as one jitted,
-vmapped program over configurations and seeds, in float64 so that ratios down to
-1e-300 stay measurable.
+Two studies, each measured at initialization with
+:func:`rnnlab.diagnostics.carry_grad_norms` (one backward pass per batch) for a loss on
+the last output (a random linear readout with a squared error), in float64 so that
+ratios down to 1e-300 stay measurable.  Every configuration of a family at one length
+runs as one jitted program vmapped over the family's swept hyperparameter and seeds.
 
-Reported:
+1. The classic study: tanh RNNs with orthogonal recurrent init scaled to spectral radius
+   rho (``--rhos``), LSTMs with forget-gate bias 0, 1 and 2 (``--forget-biases``), and the
+   GRU, at ``--lengths``.  ``curves_T{T}.png``: ``||dL/dh_t|| / ||dL/dh_T||`` against t,
+   median over seeds x inputs with a 10-90th percentile band, and the Pascanu et al. 2013
+   bound ``eta^(T-t)``, ``eta = sigma_max(W_hh)``, for the tanh RNN; ``decay.png``: the
+   decay ratio ``||dL/dh_1|| / ||dL/dh_T||`` against T.
+2. The cell comparison (``--cells``, any registered cells, ``NAME`` or
+   ``NAME:HYPERPARAMETER=v1,v2``): the decay ratio against T up to ``--cell-lengths``'s
+   largest (1000 by default), in ``decay_cells.png``.  Every carry leaf is measured and
+   labelled with its name (``h`` and ``c`` for the LSTM, ``y`` and ``z`` for coRNN and
+   LEM, the complex state ``h`` for the LRU); with several leaves the first is dashed.
 
-- ``curves_T{T}.png``: ``||dL/dh_t|| / ||dL/dh_T||`` against t (log scale), one panel
-  per family, median over seeds x inputs with a 10-90th percentile band, and the
-  Pascanu et al. 2013 bound ``eta^(T-t)``, ``eta = sigma_max(W_hh)``, for the tanh RNN;
-- ``decay.png``: the decay ratio ``||dL/dh_1|| / ||dL/dh_T||`` against T;
-- with ``--train-steps N``: the same curves on the adding problem before and after N
-  steps of :mod:`rnnlab.train` (``curves_trained.png``, ``summary.json["trained"]``).
-
-For the LSTM both carry leaves are measured: ``h`` and the cell state ``c``.  A loss
-on ``h_T`` cannot see ``c_T`` (``h_T`` is formed before ``c_T`` leaves the last step),
-so the cell-state ratio is ``||dL/dc_1|| / ||dL/dc_{T-1}||``.
+For a leaf that a loss on ``y_T`` cannot see at step T (the LSTM's ``c_T``), the ratio's
+denominator is its last step with a non-zero norm (``T - 1``;
+:func:`rnnlab.diagnostics.decay_ratio`).  With ``--train-steps N`` the classic curves
+are also measured after N steps of :mod:`rnnlab.train` on the adding problem.
 
 Artifacts in ``--out``: ``config.json``, ``summary.json``, ``curves.csv`` (median and
 band per step), ``ratios.csv`` (every sample's ratio) and the PNGs.
@@ -41,34 +43,44 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import rnnlab
-from rnnlab import diagnostics, io, plots, runtime
+from rnnlab import cells, diagnostics, io, plots, runtime
 from rnnlab.plots import grad_norms as grad_norm_plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
+from rnnlab.train.runner import package_versions
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
 #: Input features: two, as in the adding problem, so trained params fit the same code.
 FEATURES = 2
+#: The cell comparison of ``make run``: modern cells beside the tanh RNN and the LSTM.
+DEFAULT_CELLS = (
+    "rnn",
+    "lstm",
+    "lru:r_min=0,0.9,0.99",
+    "mingru",
+    "cornn",
+    "lem",
+    "indrnn",
+    "orthogonal",
+)
 
 
 class Family(NamedTuple):
-    """A cell family swept over one hyperparameter (``values``)."""
+    """A registered cell, swept over one of its sweepable hyperparameters (or none)."""
 
-    name: str
+    name: str  # the summary key, e.g. "tanh"
+    cell: str  # the registry name
     title: str
     parameter: str  # the hyperparameter swept, "" for none
     symbol: str  # its symbol in legends
     values: tuple[float, ...]
-    train_cell: str  # TrainConfig.cell
 
-    def make_cell(self, value, hidden: int, dtype=jnp.float64) -> rnnlab.Cell:
-        if self.name == "tanh":
-            return rnnlab.rnn(hidden, "tanh", recurrent_scale=value, param_dtype=dtype)
-        if self.name == "lstm":
-            return rnnlab.lstm(hidden, forget_bias=value, param_dtype=dtype)
-        return rnnlab.gru(hidden, param_dtype=dtype)
+    def make_cell(self, value, hidden: int, dtype=jnp.float64) -> cells.Cell:
+        options = {self.parameter: value} if self.parameter else {}
+        if "param_dtype" in cells.spec(self.cell).defaults:
+            options["param_dtype"] = dtype
+        return cells.make(self.cell, hidden, **options)
 
     def label(self, value) -> str:
         """Legend entry, e.g. ``"ρ = 0.9"``."""
@@ -79,14 +91,30 @@ class Family(NamedTuple):
         return f"{self.parameter}={value:g}" if self.parameter else "default"
 
 
-def families(args) -> list[Family]:
+def classic_families(args) -> list[Family]:
     return [
-        Family("tanh", "tanh RNN, orthogonal init", "recurrent_scale", "ρ", args.rhos, "rnn"),
-        Family(
-            "lstm", "LSTM, uniform init", "forget_bias", "forget bias", args.forget_biases, "lstm"
-        ),
-        Family("gru", "GRU, uniform init", "", "", (0.0,), "gru"),
-    ]
+        Family("tanh", "rnn", "tanh RNN, orthogonal init", "recurrent_scale", "ρ", args.rhos),
+        Family("lstm", "lstm", "LSTM, uniform init", "forget_bias", "forget bias",
+               args.forget_biases),
+        Family("gru", "gru", "GRU, uniform init", "", "", (0.0,)),
+    ]  # fmt: skip
+
+
+def parse_cell_family(text: str) -> Family:
+    """``NAME`` or ``NAME:HYPERPARAMETER=v1,v2`` -> a :class:`Family` (``--cells``)."""
+    name, _, sweep = text.partition(":")
+    spec = cells.spec(name)  # ValueError naming the registered cells
+    if not sweep:
+        return Family(name, name, name, "", "", (0.0,))
+    parameter, _, values = sweep.partition("=")
+    if parameter not in spec.sweepable:
+        raise ValueError(
+            f"{parameter!r} is not a sweepable hyperparameter of {name!r}; it has {spec.sweepable}"
+        )
+    numbers = tuple(float(v) for v in values.split(",") if v.strip())
+    if not numbers:
+        raise ValueError(f"no values after {parameter}= in {text!r}")
+    return Family(name, name, name, parameter, f"{name} {parameter}", numbers)
 
 
 def parse_args(argv=None):
@@ -95,9 +123,14 @@ def parse_args(argv=None):
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.5, 0.9, 1.0, 1.5])
     parser.add_argument("--forget-biases", type=float, nargs="+", default=[0.0, 1.0, 2.0])
-    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument(
+        "--cells", nargs="*", default=list(DEFAULT_CELLS),
+        help="cells compared in decay_cells.png: NAME or NAME:HYPERPARAMETER=v1,v2",
+    )  # fmt: skip
+    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
+    parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=8, help="parameter draws per config")
-    parser.add_argument("--batch", type=int, default=8, help="input sequences per seed")
+    parser.add_argument("--batch-size", type=int, default=8, help="input sequences per seed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--train-steps", type=int, default=0,
@@ -108,15 +141,20 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.lengths, args.hidden, args.seeds, args.batch = [20, 40], 16, 2, 2
+        args.lengths, args.cell_lengths = [20, 40], [20, 60]
+        args.hidden_size, args.seeds, args.batch_size = 16, 2, 2
         args.train_length = min(args.train_length, 20)
     args.rhos, args.forget_biases = tuple(args.rhos), tuple(args.forget_biases)
-    args.lengths = sorted(args.lengths)
-    for name in ("hidden", "seeds", "batch", "train_seeds", "train_length"):
+    args.lengths, args.cell_lengths = sorted(args.lengths), sorted(args.cell_lengths)
+    for name in ("hidden_size", "seeds", "batch_size", "train_seeds", "train_length"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if min(args.lengths) < 2:
+    if min(args.lengths + args.cell_lengths) < 2:
         parser.error("--lengths must all be >= 2 (the ratio compares step 1 with step T)")
+    try:
+        args.cell_families = [parse_cell_family(text) for text in args.cells]
+    except ValueError as error:
+        parser.error(f"--cells: {error}")
     return args
 
 
@@ -126,7 +164,7 @@ def parse_args(argv=None):
 
 
 def readout_loss(readout: dict, targets: jax.Array):
-    """``L(ys) = 1/2 sum_b (h_T W + b - y_b)^2``, a squared error on the last state."""
+    """``L(ys) = 1/2 sum_b (y_T W + b - y_b)^2``, a squared error on the last output."""
     return lambda ys: (
         0.5 * jnp.sum(jnp.square(ys[..., -1, :] @ readout["weight"] + readout["bias"] - targets))
     )
@@ -138,15 +176,16 @@ def measure(family: Family, hidden: int, values, params, readouts, inputs, targe
 
     ``values [C]``; ``params`` and ``readouts`` with leading ``[C, S]``; ``inputs
     [S, B, T, F]`` and ``targets [S, B, O]`` shared across configurations (common
-    random numbers).  Also returns the Pascanu ``eta [C, S]`` for the tanh RNN.
+    random numbers).  Also returns the Pascanu ``eta [C, S]`` for an Elman RNN.
     """
 
     def one(value, cell_params, readout, xs, ys):
-        cell = family.make_cell(value, hidden, cell_params["weight_hh"].dtype)
+        cell = family.make_cell(value, hidden, jax.tree.leaves(cell_params)[0].dtype)
         norms = diagnostics.carry_grad_norms(
             cell, cell_params, xs, readout_loss(readout, ys), per_example=True
         )
-        eta = diagnostics.pascanu_eta(cell, cell_params) if family.name == "tanh" else None
+        elman = cell.hyperparameters.get("activation") in diagnostics.DERIVATIVE_BOUND
+        eta = diagnostics.pascanu_eta(cell, cell_params) if elman else None
         return norms, eta
 
     over_seeds = jax.vmap(one, in_axes=(None, 0, 0, 0, 0))
@@ -163,9 +202,21 @@ def init_params(family: Family, hidden: int, values, keys):
         cell_key, readout_key = jax.random.split(key)
         weight = jax.random.normal(readout_key, (hidden, 1), jnp.float64) / math.sqrt(hidden)
         readout = {"weight": weight, "bias": jnp.zeros(1, jnp.float64)}
-        return family.make_cell(value, hidden).init(cell_key, FEATURES), readout
+        params = family.make_cell(value, hidden).init(cell_key, FEATURES)
+        params = jax.tree.map(lambda p: p.astype(jnp.float64) if p.dtype == jnp.float32 else p,
+                              params)  # fmt: skip
+        return params, readout
 
     return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(values, keys)
+
+
+def leaf_names(family: Family, hidden: int) -> list[str]:
+    """Names of the carry's leaves: NamedTuple fields (``h``, ``c``), else ``h``, ``0``..."""
+    carry = jax.eval_shape(family.make_cell(family.values[0], hidden).initial_carry, ())
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(carry)[0]]
+    if len(paths) == 1 and not paths[0]:
+        return ["h"]
+    return [diagnostics._path_name(path) for path in paths]
 
 
 class Measured(NamedTuple):
@@ -175,24 +226,12 @@ class Measured(NamedTuple):
     eta: np.ndarray | None  # [C, S]
 
 
-def to_measured(norms, eta) -> Measured:
-    leaves = norms._asdict() if isinstance(norms, rnnlab.LSTMCarry) else {"h": norms}
+def to_measured(names: list[str], norms, eta) -> Measured:
     leaves = {
         name: np.asarray(value, np.float64).reshape(value.shape[0], -1, value.shape[-1])
-        for name, value in leaves.items()
+        for name, value in zip(names, jax.tree.leaves(norms), strict=True)
     }
     return Measured(leaves, None if eta is None else np.asarray(eta, np.float64))
-
-
-def last_informative_step(leaf: str) -> int:
-    """Index of the denominator step: ``c_T`` never reaches a loss on ``h_T``."""
-    return -2 if leaf == "c" else -1
-
-
-def decay_ratios(curves: np.ndarray, leaf: str) -> np.ndarray:
-    """``||g_1|| / ||g_T||`` per sample: ``[..., T] -> [...]``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return curves[..., 0] / curves[..., last_informative_step(leaf)]
 
 
 def band_stats(samples: np.ndarray, axis=0) -> dict[str, np.ndarray]:
@@ -207,85 +246,52 @@ def band_stats(samples: np.ndarray, axis=0) -> dict[str, np.ndarray]:
     }
 
 
-def normalized(curves: np.ndarray, leaf: str) -> np.ndarray:
-    """Curves divided by their value at the last informative step; trailing zeros dropped."""
-    step = last_informative_step(leaf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = curves / curves[..., step : step + 1 if step != -1 else None]
-    if step == -2:
-        out[..., -1] = np.nan
-    return out
+def measure_study(study: list[Family], lengths, args, key, label) -> dict:
+    """``{(family, T): Measured}`` for every family at every length, from N(0, 1) inputs."""
+    param_key, data_key = jax.random.split(key)
+    seed_keys = jax.random.split(param_key, args.seeds)
+    measured = {}
+    with Progress(len(study) * len(lengths), label, unit="runs") as bar:
+        for family in study:
+            values = jnp.asarray(family.values, jnp.float64)
+            params, readouts = init_params(family, args.hidden_size, values, seed_keys)
+            names = leaf_names(family, args.hidden_size)
+            for length in lengths:
+                x_key, y_key = jax.random.split(jax.random.fold_in(data_key, length))
+                shape = (args.seeds, args.batch_size, length, FEATURES)
+                inputs = jax.random.normal(x_key, shape, jnp.float64)
+                targets = jax.random.normal(
+                    y_key, (args.seeds, args.batch_size, 1), jnp.float64
+                )
+                norms, eta = measure(
+                    family, args.hidden_size, values, params, readouts, inputs, targets
+                )
+                measured[family.name, length] = to_measured(names, norms, eta)
+                bar.update(1, family=family.name, T=length)
+    return measured
 
 
 # --------------------------------------------------------------------------------------
-# Training hook
-# --------------------------------------------------------------------------------------
-
-
-def trained_params(family: Family, args, key):
-    """Trains every configuration of ``family`` on the adding problem (Le et al. 2015).
-
-    The hook of this study into :mod:`rnnlab.train`: one vmapped, jitted run over
-    configurations x ``args.train_seeds`` seeds, ``args.train_steps`` Adam steps at
-    ``T = args.train_length``.
-
-    Returns:
-      ``(init, trained, history, task)``: params dicts ``{"cell", "readout"}`` with
-      leading ``[C, S]`` axes before and after training (float64), the training
-      history ``[C, S, chunks]`` and the task (for evaluation batches).
-    """
-    chunk = math.gcd(args.train_steps, 100)
-    trainer = make_train(
-        TrainConfig(
-            task="adding",
-            length=args.train_length,
-            cell=family.train_cell,
-            hidden_size=args.hidden,
-            steps=args.train_steps,
-            chunk_steps=chunk,
-            eval_batch_size=256,
-            learning_rate=3e-3,
-            clip_norm=1.0,
-        )  # fmt: skip
-    )
-    defaults = trainer.default_hparams()
-    values = jnp.asarray(family.values, jnp.float32)
-    keys = jax.random.split(key, args.train_seeds)
-
-    def run(value, key):
-        hparams = dict(defaults)
-        if family.parameter:
-            hparams[family.parameter] = value
-        start = trainer.init(key, hparams).params
-        state, history = trainer.train(key, hparams)
-        return start, state.params, history
-
-    grid = jax.vmap(jax.vmap(run, in_axes=(None, 0)), in_axes=(0, None))
-    start, trained, history = jax.jit(grid)(values, keys)
-    as64 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float64))
-    return as64(start), as64(trained), history, trainer.task
-
-
-# --------------------------------------------------------------------------------------
-# Main
+# Summaries and figures
 # --------------------------------------------------------------------------------------
 
 
 def panel_curves(family: Family, measured: Measured) -> list[grad_norm_plots.Curve]:
     """One normalized curve per configuration and carry leaf, in ``family.values`` order
-    (for the LSTM: ``h`` dashed, then ``c``), with the Pascanu bound for the tanh RNN."""
+    (the first leaf dashed when there are several, as ``h`` beside the LSTM's ``c``), with
+    the Pascanu bound for an Elman RNN."""
     curves = []
     for c, value in enumerate(family.values):
-        for leaf, samples in measured.leaves.items():
-            stats = band_stats(normalized(samples[c], leaf))
+        for index, (leaf, samples) in enumerate(measured.leaves.items()):
+            stats = band_stats(diagnostics.normalized_curves(samples[c]))
             bound = None
             if measured.eta is not None:
                 steps = samples.shape[-1]
                 bound = np.asarray(diagnostics.pascanu_bound(np.median(measured.eta[c]), steps))
             label = family.label(value)
             if len(measured.leaves) > 1:
-                label += f" ({'cell state c' if leaf == 'c' else 'hidden h'})"
-            dashed = leaf == "h" and len(measured.leaves) > 1
+                label += f" ({leaf})"
+            dashed = index == 0 and len(measured.leaves) > 1
             curves.append(
                 grad_norm_plots.Curve(
                     label, stats["median"], stats["low"], stats["high"], bound, dashed
@@ -314,116 +320,119 @@ def curve_rows(family: Family, length: int, measured: Measured) -> list[dict]:
     return rows
 
 
-def measure_study(study: list[Family], args, key) -> dict[tuple[str, int], Measured]:
-    """Every family at every length, from N(0, 1) inputs; float64 (call under x64)."""
-    param_key, data_key = jax.random.split(key)
-    seed_keys = jax.random.split(param_key, args.seeds)
-    measured = {}
-    with Progress(len(study) * len(args.lengths), "grad norms", unit="runs") as bar:
-        for family in study:
-            values = jnp.asarray(family.values, jnp.float64)
-            params, readouts = init_params(family, args.hidden, values, seed_keys)
-            for length in args.lengths:
-                x_key, y_key = jax.random.split(jax.random.fold_in(data_key, length))
-                shape = (args.seeds, args.batch, length, FEATURES)
-                inputs = jax.random.normal(x_key, shape, jnp.float64)
-                targets = jax.random.normal(y_key, (args.seeds, args.batch, 1), jnp.float64)
-                norms, eta = measure(family, args.hidden, values, params, readouts, inputs, targets)
-                measured[family.name, length] = to_measured(norms, eta)
-                bar.update(1, family=family.name, T=length)
-    return measured
-
-
-def summarize(study: list[Family], args, measured) -> tuple[dict, list[dict], list[dict]]:
-    """``(summary, ratio_rows, curve_rows)`` of the measurements."""
-    summary = {
-        "definition": {
-            "decay_ratio": "median over seeds x inputs of ||dL/dh_1|| / ||dL/dh_T|| (h); "
-            "||dL/dc_1|| / ||dL/dc_{T-1}|| for the LSTM cell state c",
-            "band": f"{BAND[0]}-{BAND[1]}th percentiles",
-        },
-        "decay_ratio": {},
-        "decay_ratio_detail": [],
-        # REFERENCES.md: LSTM at init, H=64, T=100, ||dL/dc_1|| / ||dL/dc_T||.
-        "reference_lstm_c_T100": {
-            "forget_bias=0": 2e-19,
-            "forget_bias=1": 1e-6,
-            "forget_bias=2": 4e-2,
-        },
-    }
+def summarize(study: list[Family], lengths, measured, key: str, summary: dict):
+    """Adds ``summary[key][family][config][leaf][T]`` (median decay ratios) and the detail;
+    returns ``(ratio_rows, curve_rows)``."""
     ratio_rows, rows = [], []
     for family in study:
-        for length in args.lengths:
+        for length in lengths:
             m = measured[family.name, length]
             rows += curve_rows(family, length, m)
             for c, value in enumerate(family.values):
                 for leaf, curves in m.leaves.items():
-                    ratios = decay_ratios(curves[c], leaf)
+                    ratios = diagnostics.decay_ratio(curves[c])
                     stats = band_stats(ratios)
-                    by_config = summary["decay_ratio"].setdefault(family.name, {})
+                    by_config = summary[key].setdefault(family.name, {})
                     by_leaf = by_config.setdefault(family.key(value), {})
                     by_leaf.setdefault(leaf, {})[str(length)] = stats["median"]
-                    where = {"family": family.name, "config": family.key(value), "leaf": leaf,
-                             "length": length}  # fmt: skip
-                    summary["decay_ratio_detail"].append({**where, **stats, "samples": ratios.size})
+                    where = {"study": key, "family": family.name, "config": family.key(value),
+                             "leaf": leaf, "length": length}  # fmt: skip
+                    summary[f"{key}_detail"].append({**where, **stats, "samples": ratios.size})
                     ratio_rows += [{**where, "sample": i, "ratio": r} for i, r in enumerate(ratios)]
-    return summary, ratio_rows, rows
+    return ratio_rows, rows
 
 
-def decay_series(family: Family, args, measured) -> list[grad_norm_plots.DecaySeries]:
+def decay_series(family: Family, lengths, measured) -> list[grad_norm_plots.DecaySeries]:
     series = []
+    leaves = list(measured[family.name, lengths[0]].leaves)
     for c, value in enumerate(family.values):
-        for leaf in measured[family.name, args.lengths[0]].leaves:
+        for index, leaf in enumerate(leaves):
             stats = [
-                band_stats(decay_ratios(measured[family.name, T].leaves[leaf][c], leaf))
-                for T in args.lengths
+                band_stats(diagnostics.decay_ratio(measured[family.name, T].leaves[leaf][c]))
+                for T in lengths
             ]
-            label = family.label(value) + (f" ({leaf})" if family.name == "lstm" else "")
+            label = family.label(value) + (f" ({leaf})" if len(leaves) > 1 else "")
             median, low, high = (np.array([s[k] for s in stats]) for k in ("median", "low", "high"))
-            dashed = family.name == "lstm" and leaf == "h"
+            dashed = len(leaves) > 1 and index == 0
             series.append(
-                grad_norm_plots.DecaySeries(
-                    label, np.array(args.lengths), median, low, high, dashed
-                )
+                grad_norm_plots.DecaySeries(label, np.array(lengths), median, low, high, dashed)
             )
     return series
+
+
+# --------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
     start_time = time.perf_counter()
-    out, study = args.out, families(args)
+    out, study, compared = args.out, classic_families(args), args.cell_families
+    resolved = {k: v for k, v in vars(args).items() if k != "cell_families"}
     io.write_json(
         out / "config.json",
         {
-            **vars(args),
-            "families": {f.name: {"title": f.title, f.parameter: f.values} for f in study},
+            **resolved,
+            "families": {f.name: {"cell": f.cell, f.parameter or "none": f.values} for f in study},
+            "compared_cells": {f.name: {f.parameter or "none": f.values} for f in compared},
             "features": FEATURES,
-            "loss": "0.5 * sum_b (h_T W + b - y_b)^2, W ~ N(0, 1/H), y ~ N(0, 1)",
+            "loss": "0.5 * sum_b (y_T W + b - y_b)^2, W ~ N(0, 1/H), y ~ N(0, 1)",
             "inputs": "x ~ N(0, 1) i.i.d.",
             "dtype": "float64",
             "band_percentiles": BAND,
-            "jax_version": jax.__version__,
+            "versions": package_versions(),
         },
     )  # fmt: skip
-    measure_key, train_key = jax.random.split(jax.random.PRNGKey(args.seed))
+    measure_key, train_key, cells_key = jax.random.split(jax.random.key(args.seed), 3)
     band = f"{BAND[0]}-{BAND[1]}th percentile"
+    summary = {
+        "definition": {
+            "decay_ratio": "median over seeds x inputs of ||dL/dcarry_1|| / ||dL/dcarry_last||"
+            " per carry leaf; last = T, or T-1 for a leaf a loss on y_T cannot see at T "
+            "(the LSTM's c)",
+            "band": f"{BAND[0]}-{BAND[1]}th percentiles",
+        },
+        "decay_ratio": {},
+        "decay_ratio_detail": [],
+        "decay_ratio_cells": {},
+        "decay_ratio_cells_detail": [],
+        # REFERENCES.md: LSTM at init, H=64, T=100, ||dL/dc_1|| / ||dL/dc_T||.
+        "reference_lstm_c_T100": {"forget_bias=0": 2e-19, "forget_bias=1": 1e-6,
+                                  "forget_bias=2": 4e-2},
+    }  # fmt: skip
     with jax.enable_x64(True):
-        measured = measure_study(study, args, measure_key)
-        summary, ratio_rows, rows = summarize(study, args, measured)
-        io.write_csv(out / "curves.csv", rows)
-        io.write_csv(out / "ratios.csv", ratio_rows)
+        measured = measure_study(study, args.lengths, args, measure_key, "grad norms")
+        ratio_rows, rows = summarize(study, args.lengths, measured, "decay_ratio", summary)
         for length in args.lengths:
             panels = {f.title: panel_curves(f, measured[f.name, length]) for f in study}
-            title = f"Gradient norms at initialization (H={args.hidden}, T={length}, loss on $h_T$)"
+            title = f"Gradient norms at initialization (H={args.hidden_size}, T={length}, " \
+                    "loss on the last output)"  # fmt: skip
             figure = grad_norm_plots.curves_figure(panels, length=length, band=band, title=title)
             plots.save(figure, out / f"curves_T{length}.png")
-        decay_panels = {family.title: decay_series(family, args, measured) for family in study}
-        title = f"Decay of the gradient with sequence length at initialization (H={args.hidden})"
+        decay_panels = {f.title: decay_series(f, args.lengths, measured) for f in study}
+        title = f"Decay of the gradient with sequence length at initialization (H={args.hidden_size})"
         plots.save(
             grad_norm_plots.decay_figure(decay_panels, band=band, title=title), out / "decay.png"
         )
+        if compared:
+            lengths = args.cell_lengths
+            by_cell = measure_study(compared, lengths, args, cells_key, "cell comparison")
+            more_ratios, more_rows = summarize(
+                compared, lengths, by_cell, "decay_ratio_cells", summary
+            )
+            ratio_rows, rows = ratio_rows + more_ratios, rows + more_rows
+            series = [s for f in compared for s in decay_series(f, lengths, by_cell)]
+            title = (
+                f"Gradient decay ||dL/dcarry_1|| / ||dL/dcarry_T|| at initialization "
+                f"(H={args.hidden_size}; dashed: the first of several carry leaves)"
+            )
+            figure = grad_norm_plots.decay_figure({"registered cells": series}, band=band,
+                                                  title=title)  # fmt: skip
+            plots.save(figure, out / "decay_cells.png")
+        io.write_csv(out / "curves.csv", rows)
+        io.write_csv(out / "ratios.csv", ratio_rows)
 
     if args.train_steps:
         summary["trained"] = train_and_remeasure(study, args, train_key, out)
@@ -435,6 +444,44 @@ def main(argv=None) -> dict:
     return summary
 
 
+def trained_params(family: Family, args, key):
+    """Trains every configuration of ``family`` on the adding problem (Le et al. 2015).
+
+    One vmapped, jitted run of :mod:`rnnlab.train` over configurations x
+    ``args.train_seeds`` seeds, ``args.train_steps`` Adam steps at ``T =
+    args.train_length``; the family's hyperparameter is a traced ``hparams`` entry.
+
+    Returns:
+      ``(init, trained, history, task)``: params dicts ``{"cell", "readout"}`` with
+      leading ``[C, S]`` axes before and after training (float64), the training
+      history ``[C, S, chunks]`` and the task (for evaluation batches).
+    """
+    chunk = math.gcd(args.train_steps, 100)
+    trainer = make_train(
+        TrainConfig(
+            task="adding", length=args.train_length, cell=family.cell,
+            hidden_size=args.hidden_size, steps=args.train_steps, chunk_steps=chunk,
+            eval_batch_size=256, learning_rate=3e-3, clip_norm=1.0,
+        )
+    )  # fmt: skip
+    defaults = trainer.default_hparams()
+    values = jnp.asarray(family.values, jnp.float32)
+    keys = jax.random.split(key, args.train_seeds)
+
+    def run(value, key):
+        hparams = dict(defaults)
+        if family.parameter:
+            hparams[family.parameter] = value
+        start = trainer.init(key, hparams).params
+        state, history = trainer.train(key, hparams)
+        return start, state.params, history
+
+    grid = jax.vmap(jax.vmap(run, in_axes=(None, 0)), in_axes=(0, None))
+    start, trained, history = jax.jit(grid)(values, keys)
+    as64 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float64))
+    return as64(start), as64(trained), history, trainer.task
+
+
 def train_and_remeasure(study: list[Family], args, key, out) -> dict:
     """The hook into :mod:`rnnlab.train`: train briefly on the adding problem, then
     measure the same curves (on adding-problem inputs, with the model's own readout and
@@ -443,20 +490,19 @@ def train_and_remeasure(study: list[Family], args, key, out) -> dict:
     with Progress(len(study), "train + re-measure", unit="families") as bar:
         for family in study:
             start, trained, history, task = trained_params(family, args, key)
-            batch = task.sample(jax.random.PRNGKey(args.seed + 1), args.batch)
+            batch = task.sample(jax.random.key(args.seed + 1), args.batch_size)
             inputs, targets = (
                 np.broadcast_to(np.asarray(a, np.float64), (args.train_seeds, *a.shape))
                 for a in (batch.inputs, batch.targets)
             )
             values = np.asarray(family.values, np.float64)
+            names = leaf_names(family, args.hidden_size)
             curves = {}
             with jax.enable_x64(True):
                 for stage, params in (("init", start), ("trained", trained)):
-                    cell_params, readout = params["cell"], params["readout"]
-                    norms, eta = measure(
-                        family, args.hidden, values, cell_params, readout, inputs, targets
-                    )
-                    curves[stage] = to_measured(norms, eta)
+                    norms, eta = measure(family, args.hidden_size, values, params["cell"],
+                                         params["readout"], inputs, targets)  # fmt: skip
+                    curves[stage] = to_measured(names, norms, eta)
                 panels[family.title] = [
                     curve._replace(
                         label=f"{curve.label.split(' (')[0]} ({stage})",
@@ -465,15 +511,16 @@ def train_and_remeasure(study: list[Family], args, key, out) -> dict:
                     )
                     for stage in ("init", "trained")
                     for curve in panel_curves(family, curves[stage])
-                    if "hidden" not in curve.label
+                    if "(h)" not in curve.label or len(names) == 1
                 ]
             test_loss = np.asarray(history["final_test_loss"])
             for c, value in enumerate(family.values):
                 for leaf in curves["init"].leaves:
                     ratio = {
-                        stage: float(np.median(decay_ratios(curves[stage].leaves[leaf][c], leaf)))
+                        stage: float(np.median(diagnostics.decay_ratio(
+                            curves[stage].leaves[leaf][c])))
                         for stage in curves
-                    }
+                    }  # fmt: skip
                     by_config = results.setdefault(family.name, {}).setdefault(
                         family.key(value), {}
                     )
@@ -482,7 +529,7 @@ def train_and_remeasure(study: list[Family], args, key, out) -> dict:
             bar.update(1, family=family.name)
     title = (
         f"Before (dashed) and after (solid) {args.train_steps} Adam steps on the adding problem "
-        f"(T={args.train_length}, H={args.hidden}; LSTM: cell state)"
+        f"(T={args.train_length}, H={args.hidden_size}; LSTM: cell state)"
     )
     band = f"{BAND[0]}-{BAND[1]}th percentile"
     with jax.enable_x64(True):

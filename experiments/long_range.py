@@ -1,6 +1,8 @@
-"""Learnability against sequence length: success rate over seeds for RNN, LSTM and GRU.
+"""Learnability against sequence length: success rate over seeds for any registered cells.
 
     .venv/bin/python experiments/long_range.py --out results/long_range
+    .venv/bin/python experiments/long_range.py --out results/lr_lru --cells lru lstm \\
+        --cell-option lru:r_min=0.9 --tasks adding --lengths 100 1000
 
 For every task, cell and length T, trains --seeds seeds as one vmapped program
 and counts a seed as successful when its final test loss is below the threshold
@@ -15,19 +17,14 @@ import time
 
 import numpy as np
 
+from rnnlab import cells as registry
 from rnnlab import io, runtime
 from rnnlab.plots.training import plot_success_vs_length
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train, train_seeds
+from rnnlab.train.config import parse_option
 from rnnlab.train.runner import package_versions
 
-#: Cell presets: TrainConfig fields.  "irnn" is Le et al. 2015's ReLU RNN with identity init.
-CELLS = {
-    "rnn": {"cell": "rnn", "activation": "tanh", "recurrent_init": "orthogonal"},
-    "irnn": {"cell": "rnn", "activation": "relu", "recurrent_init": "identity"},
-    "lstm": {"cell": "lstm"},
-    "gru": {"cell": "gru"},
-}
 DEFAULT_LENGTHS = {"adding": [10, 30, 100], "copying": [5, 10, 20]}
 
 
@@ -35,7 +32,14 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--tasks", nargs="+", default=["adding", "copying"])
-    parser.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"], choices=CELLS)
+    parser.add_argument(
+        "--cells", nargs="+", default=["rnn", "lstm", "gru"],
+        help=f"registered cells ({', '.join(registry.available())})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cell-option", action="append", default=[], metavar="CELL:KEY=VALUE",
+        help="a hyperparameter of one cell, e.g. lstm:forget_bias=2 (repeatable)",
+    )  # fmt: skip
     parser.add_argument(
         "--lengths", nargs="+", type=int, help="T values for every task (default per task)"
     )
@@ -49,6 +53,18 @@ def main(argv=None) -> None:
     parser.add_argument("--success-fraction", type=float, default=0.1)
     parser.add_argument("--success-threshold", type=float, default=None)
     arguments = parser.parse_args(argv)
+    cell_options = {cell: {} for cell in arguments.cells}
+    for cell in arguments.cells:
+        try:
+            registry.spec(cell)
+        except ValueError as error:
+            parser.error(f"--cells: {error}")
+    for text in arguments.cell_option:
+        cell, _, option = text.partition(":")
+        if cell not in cell_options or not option:
+            parser.error(f"--cell-option: expected CELL:KEY=VALUE with CELL in --cells, got {text!r}")
+        key, value = parse_option(option)
+        cell_options[cell][key] = value
     runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
 
     plan = [
@@ -67,12 +83,14 @@ def main(argv=None) -> None:
     )
     io.write_json(
         f"{arguments.out}/config.json",
-        {"arguments": vars(arguments), "cells": CELLS, "versions": package_versions()},
+        {"arguments": vars(arguments), "cell_options": cell_options, "versions": package_versions()},
     )
     rows, start = [], time.perf_counter()
     with Progress(len(plan), "long_range", unit="config") as bar:
         for task, cell, length in plan:
-            config = TrainConfig(task=task, length=length, **CELLS[cell], **base)
+            config = TrainConfig(
+                task=task, length=length, cell=cell, cell_options=cell_options[cell], **base
+            )
             baseline = make_train(config).task.baseline_loss
             threshold = arguments.success_threshold or arguments.success_fraction * baseline
             run_start = time.perf_counter()

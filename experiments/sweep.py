@@ -10,8 +10,12 @@ Run::
 
     .venv/bin/python experiments/sweep.py --out results/sweep            # < 15 min
     .venv/bin/python experiments/sweep.py --quick --out results/sweep_quick  # < 2 min
-    .venv/bin/python experiments/sweep.py --lr loguniform:1e-4:1e-1:16 --forget-bias 0,1,2 \\
-        --seeds 4 --cells lstm
+    .venv/bin/python experiments/sweep.py --lr loguniform:1e-4:1e-1:16 \\
+        --axis lstm:forget_bias=0,1,2 --seeds 4 --cells lstm
+    .venv/bin/python experiments/sweep.py --cells lru,lstm --axis lru:r_min=0,0.9,0.99
+
+Any registered cell can be swept; ``--axis [CELL:]NAME=SPEC`` sweeps a hyperparameter of
+the cells that accept it (all of them without a ``CELL:`` prefix).
 
 Writes ``config.json``, ``results.csv``/``results.jsonl``/``curves.jsonl`` (one row
 per configuration), ``summary.json`` (sweep timing and the findings),
@@ -42,12 +46,15 @@ from rnnlab.sweep.analysis import select, varying
 from rnnlab.sweep.engine import TrainerBuilder
 
 METRIC = "final_test_loss"
-#: The second swept axis of each cell.
-SECOND_AXIS = {"lstm": "forget_bias", "gru": "recurrent_scale", "rnn": "recurrent_scale"}
+#: The default second axis of each cell of the default study.
+DEFAULT_AXES = (
+    "lstm:forget_bias=0,1,2",
+    "rnn:recurrent_scale=0.5,1,1.5",
+    "gru:recurrent_scale=0.5,1,1.5",
+)
 QUICK = {
     "lr": "loguniform:1e-3:1e-1:4",
-    "forget_bias": "0,2",
-    "recurrent_scale": "0.5,1.5",
+    "axis": ["lstm:forget_bias=0,2", "rnn:recurrent_scale=0.5,1.5", "gru:recurrent_scale=0.5,1.5"],
     "seeds": "1",
     "length": 20,
     "rnn_lengths": "40",
@@ -60,11 +67,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/sweep"))
     parser.add_argument("--quick", action="store_true", help="a < 2 minute version")
-    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma list of rnn, lstm, gru")
-    parser.add_argument("--lr", default="loguniform:1e-4:1e-1:8", help="learning-rate spec")
-    parser.add_argument("--forget-bias", default="0,1,2", help="LSTM forget-bias spec")
     parser.add_argument(
-        "--recurrent-scale", default="0.5,1,1.5", help="RNN/GRU recurrent-scale spec"
+        "--cells", default="rnn,lstm,gru", help="comma list of registered cells, e.g. lstm,lru"
+    )
+    parser.add_argument("--lr", default="loguniform:1e-4:1e-1:8", help="learning-rate spec")
+    parser.add_argument(
+        "--axis",
+        action="append",
+        metavar="[CELL:]NAME=SPEC",
+        help="a cell hyperparameter to sweep, for CELL or for every cell that takes NAME "
+        f"(repeatable; default {' '.join(DEFAULT_AXES)})",
     )
     parser.add_argument("--seeds", default="2", help="a count (4) or a list (0,5,7)")
     parser.add_argument("--length", type=int, default=50, help="T of every cell")
@@ -99,42 +111,75 @@ def parse_args(argv=None):
     if args.quick:
         for name, value in QUICK.items():
             setattr(args, name, value)
+    if args.axis is None:
+        args.axis = list(DEFAULT_AXES)
     return args
+
+
+def parse_axes(texts, cells_selected):
+    """``{cell: {name: Dimension}}`` from ``[CELL:]NAME=SPEC`` texts.
+
+    Raises:
+      ValueError: naming ``--axis`` for a malformed text, or a hyperparameter that no
+        selected cell takes.
+    """
+    from rnnlab import cells
+
+    axes = {cell: {} for cell in cells_selected}
+    for text in texts:
+        target, _, spec = text.partition("=")
+        cell, _, name = target.rpartition(":")
+        if not name or not spec:
+            raise ValueError(f"--axis: expected [CELL:]NAME=SPEC, got {text!r}")
+        targets = [cell] if cell else cells_selected
+        if cell and cell not in cells_selected:
+            continue  # an axis of a cell this run does not sweep
+        takers = [c for c in targets if name in cells.spec(c).defaults]
+        if not takers:
+            raise ValueError(
+                f"--axis: no selected cell takes {name!r} ({', '.join(targets)}); "
+                f"{targets[0]} accepts {sorted(cells.spec(targets[0]).defaults)}"
+            )
+        for taker in takers:
+            axes[taker][name] = parse_spec(spec, "--axis")
+    return axes
 
 
 def build_space(args):
     """The union of per-cell products; validates every spec with the option's name."""
+    from rnnlab import cells as registry
+
     try:
         cells = [c.strip() for c in args.cells.split(",") if c.strip()]
         for cell in cells:
-            if cell not in SECOND_AXIS:
-                raise ValueError(f"--cells: unknown cell {cell!r}; use rnn, lstm or gru")
-        axes = {
-            "learning_rate": parse_spec(args.lr, "--lr"),
-            "forget_bias": parse_spec(args.forget_bias, "--forget-bias"),
-            "recurrent_scale": parse_spec(args.recurrent_scale, "--recurrent-scale"),
-            "seed": parse_seeds(args.seeds),
-        }
+            try:
+                registry.spec(cell)
+            except ValueError as error:
+                raise ValueError(f"--cells: {error}") from None
+        axes = parse_axes(args.axis, cells)
+        learning_rate = parse_spec(args.lr, "--lr")
+        seed = parse_seeds(args.seeds)
         rnn_lengths = (
             parse_spec(args.rnn_lengths, "--rnn-lengths").values if args.rnn_lengths else ()
         )
     except ValueError as error:
         sys.exit(f"error: {error}")
+    args.cell_axes = {cell: list(axes[cell]) for cell in cells}
     space = None
     for cell in cells:
         lengths = [args.length] + (
             [t for t in rnn_lengths if t != args.length] if cell == "rnn" else []
         )
-        second = SECOND_AXIS[cell]
         part = product(
-            cell=cell,
-            length=lengths,
-            learning_rate=axes["learning_rate"],
-            **{second: axes[second]},
-            seed=axes["seed"],
+            cell=cell, length=lengths, learning_rate=learning_rate, **axes[cell], seed=seed
         )
         space = part if space is None else space | part
     return space
+
+
+def second_axis(args, cell):
+    """The first ``--axis`` of ``cell`` (the heat maps' second axis), or the seed."""
+    return next(iter(args.cell_axes.get(cell, ())), "seed")
 
 
 def panel_name(cell, length):
@@ -151,9 +196,9 @@ def findings(rows, args):
     show up here rather than as NaN).
     """
     out = {"importance": {}, "regions": {}}
-    params = ["learning_rate", "forget_bias", "recurrent_scale", "seed"]
     for cell in dict.fromkeys(r["cell"] for r in rows):
         main = select(rows, cell=cell, length=args.length)
+        params = ["learning_rate", second_axis(args, cell), "seed"]
         if len(main) > 1:
             out["importance"][cell] = importance(main, varying(main, params), METRIC)
         for length in sorted({r["length"] for r in select(rows, cell=cell)}):
@@ -176,7 +221,10 @@ def findings(rows, args):
                 "diverged_learning_rates": sorted(
                     {r["learning_rate"] for r in group if r["diverged"]}
                 ),
-                "best": {k: best[k] for k in ("learning_rate", SECOND_AXIS[cell], "seed", METRIC)},
+                "best": {
+                    k: best.get(k)
+                    for k in ("learning_rate", second_axis(args, cell), "seed", METRIC)
+                },
             }
     return out
 
@@ -232,7 +280,7 @@ def main(argv=None):
         for cell in dict.fromkeys(r["cell"] for r in rows)
         for length in sorted({r["length"] for r in select(rows, cell=cell)})
     }
-    second = {name: SECOND_AXIS[name.split()[0]] for name in panels}
+    second = {name: second_axis(args, name.split()[0]) for name in panels}
     plot_heatmaps(
         panels,
         "learning_rate",
@@ -246,7 +294,7 @@ def main(argv=None):
     }
     plot_marginals(
         main_panels,
-        ["learning_rate", "forget_bias", "recurrent_scale"],
+        ["learning_rate", *dict.fromkeys(second_axis(args, n.split()[0]) for n in main_panels)],
         METRIC,
         args.out / "marginals.png",
         log_params=["learning_rate"],

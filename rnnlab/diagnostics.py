@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab.cells._cell import Cell, Params
 from rnnlab.cells.rnn import DERIVATIVE_BOUND
@@ -44,8 +45,11 @@ __all__ = [
     "OUTPUT_MISMATCH_TOLERANCE",
     "RecurrentSpectrum",
     "carry_grad_norms",
+    "decay_ratio",
     "gradient_statistics",
     "jacobian_norms",
+    "last_informative_step",
+    "normalized_curves",
     "pascanu_bound",
     "pascanu_eta",
     "recurrent_spectrum",
@@ -192,6 +196,13 @@ def _perturbed(target: Cell | Layer, params: Params, xs: jax.Array, options: dic
             def apply(params, inputs, *, carry=None, lengths=None, key=None,
                       deterministic=False, **opts):  # fmt: skip
                 del key, deterministic
+                if unit.cell.input_size is not None:
+                    expected = unit.cell.input_size(params)
+                    if inputs.shape[-1] != expected:
+                        raise ValueError(
+                            f"xs has feature size {inputs.shape[-1]} (last axis) but the params "
+                            f"of this {unit.cell.name} cell expect input_size={expected}"
+                        )
                 joined = jnp.concatenate([inputs, eps.astype(inputs.dtype)], axis=-1)
                 (ys, mismatch), final = unroll(
                     cell, params, joined, carry=carry, lengths=lengths, reverse=unit.reverse,
@@ -598,3 +609,43 @@ def gradient_statistics(grads, clip_norm=None) -> dict:
     global_norm = jnp.sqrt(sum(squares)) if squares else jnp.zeros(())
     clipped = jnp.zeros((), bool) if clip_norm is None else global_norm > clip_norm
     return {"global_norm": global_norm, "clipped": clipped, "group_norms": group_norms}
+
+
+# --------------------------------------------------------------------------------------
+# Summaries of gradient-norm curves
+# --------------------------------------------------------------------------------------
+
+
+def last_informative_step(norms) -> np.ndarray:
+    """Index of the last step with a non-zero norm: ``[..., T] -> [...]`` (int).
+
+    A loss on ``y_T`` does not reach every carry leaf at ``T`` (the LSTM's ``c_T`` feeds
+    no later step), so that leaf's curve ends in an exact 0 and its last informative
+    step is ``T - 1``.  An all-zero curve gives ``T - 1``.
+    """
+    norms = np.asarray(norms)
+    nonzero = norms[..., ::-1] > 0
+    return norms.shape[-1] - 1 - np.where(nonzero.any(axis=-1), nonzero.argmax(axis=-1), 0)
+
+
+def decay_ratio(norms) -> np.ndarray:
+    r"""``||dL/dcarry_1|| / ||dL/dcarry_last||`` per curve: ``[..., T] -> [...]``.
+
+    ``last`` is :func:`last_informative_step`.  Below 1 the gradient vanishes going back
+    in time, above 1 it explodes; for a linear RNN ``h_t = h_{t-1} W`` with ``W = rho Q``
+    it is ``rho^(T-1)`` (Pascanu et al. 2013).
+    """
+    norms = np.asarray(norms)
+    last = last_informative_step(norms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return norms[..., 0] / np.take_along_axis(norms, last[..., None], axis=-1)[..., 0]
+
+
+def normalized_curves(norms) -> np.ndarray:
+    """Curves divided by their value at the last informative step; later steps are NaN."""
+    norms = np.asarray(norms, np.float64)
+    last = last_informative_step(norms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = norms / np.take_along_axis(norms, last[..., None], axis=-1)
+    out[np.arange(norms.shape[-1]) > last[..., None]] = np.nan
+    return out

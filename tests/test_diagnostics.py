@@ -46,7 +46,7 @@ def linear_rnn_norms(dtype, methods=("exact",)):
     linear RNN with ``W = rho Q`` at each ``rho`` of ``RHOS``, vmapped in one jit."""
 
     def norms(rho):
-        cell = rnnlab.rnn(6, "linear", recurrent_scale=rho, param_dtype=dtype)
+        cell = rnnlab.rnn(6, activation="linear", recurrent_scale=rho, param_dtype=dtype)
         keys = jax.random.split(jax.random.PRNGKey(0), 3)
         params = cell.init(keys[0], 3)
         xs = jax.random.normal(keys[1], (2, 12, 3), dtype)
@@ -129,7 +129,7 @@ def test_tanh_rnn_satisfies_pascanu_bound(rho, recurrent_init, seed, input_scale
 
 def test_pascanu_eta_uses_the_derivative_bound_and_rejects_gated_cells():
     """Oracle: gamma = 1/4 for the sigmoid (Pascanu et al. 2013, section 2.1)."""
-    cell = rnnlab.rnn(4, "sigmoid", recurrent_scale=2.0)
+    cell = rnnlab.rnn(4, activation="sigmoid", recurrent_scale=2.0)
     params = cell.init(jax.random.PRNGKey(0), 2)
     np.testing.assert_allclose(diagnostics.pascanu_eta(cell, params), 0.5, rtol=1e-5)
     with pytest.raises(ValueError, match="Elman RNN"):
@@ -149,7 +149,7 @@ FORGET_BIASES = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0])
 @functools.partial(jax.vmap, in_axes=(0, None))  # forget biases
 def lstm_cell_state_decay(forget_bias, seed):
     """``||dL/dc_1|| / ||dL/dc_{T-1}||`` for a loss on h_T, T = 60."""
-    cell = rnnlab.lstm(16, forget_bias)
+    cell = rnnlab.lstm(16, forget_bias=forget_bias)
     keys = jax.random.split(jax.random.PRNGKey(seed), 3)
     params = cell.init(keys[0], 4)
     xs = jax.random.normal(keys[1], (3, 60, 4))
@@ -305,7 +305,7 @@ def test_scalar_curse_of_memory_matches_closed_form():
     E[(dh/dlam)^2] = (1 + lam^2) / (1 - lam^2)^3; Monte Carlo over 20,000 sequences
     (relative standard error sqrt(2/N) = 1%) must be within 5% at lam = 0.9."""
     lam, samples, steps = 0.9, 20_000, 250
-    cell = rnnlab.rnn(1, "linear")
+    cell = rnnlab.rnn(1, activation="linear")
     params = {
         "weight_ih": jnp.ones((1, 1)),
         "weight_hh": jnp.full((1, 1), lam),
@@ -414,3 +414,125 @@ def test_resets_cut_the_gradient_path():
     suffix = norms(xs[5:], jnp.zeros(3, bool))
     np.testing.assert_array_equal(with_reset[:5], 0.0)
     np.testing.assert_allclose(with_reset[5:], suffix, rtol=1e-6)
+
+
+# -- the output contract -------------------------------------------------------------------
+
+
+def scaled_output_cell(scale, declare_output, returned=None):
+    """A user's tanh RNN whose output is ``scale * h``, built from init/initial_carry/step."""
+    base = rnnlab.rnn(3)
+
+    def step(params, h, x):
+        h, _ = base.step(params, h, x)
+        return h, (scale * h) if returned is None else returned(h)
+
+    return rnnlab.Cell(
+        name="scaled",
+        hidden_size=3,
+        init=base.init,
+        initial_carry=base.initial_carry,
+        step=step,
+        output=(lambda params, h, x: scale * h) if declare_output else None,
+    )
+
+
+def test_output_that_is_not_a_carry_leaf_is_followed():
+    """The issue's case: a cell returning ``(h, h * 1.0)`` gets the norms of ``(h, h)``
+    (0 before the contract), and ``y = 2h`` doubles them; oracle: the RNN whose output
+    is its carry."""
+    plain = rnnlab.rnn(3)
+    params = plain.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (6, 2))
+    loss = all_states_loss(jnp.ones(3))
+    want = diagnostics.carry_grad_norms(plain, params, xs, loss)
+    same = diagnostics.carry_grad_norms(scaled_output_cell(1.0, False), params, xs, loss)
+    np.testing.assert_allclose(same, want, rtol=1e-6)
+    assert float(same[-1]) > 0
+    # y = 2h: L(2h) = 4 L(h) for this quadratic loss, so every gradient doubles twice.
+    doubled = diagnostics.carry_grad_norms(scaled_output_cell(2.0, True), params, xs, loss)
+    np.testing.assert_allclose(doubled, 4.0 * want, rtol=1e-5)
+
+
+def test_output_disagreeing_with_step_is_refused():
+    """A wrong (or missing) ``output`` must never give numbers: ValueError eagerly, NaN
+    under jit."""
+    cell = scaled_output_cell(2.0, declare_output=False)  # y = 2h but output says y = h
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (5, 2))
+    loss = all_states_loss(jnp.ones(3))
+    with pytest.raises(ValueError, match="output"):
+        diagnostics.carry_grad_norms(cell, params, xs, loss)
+    with pytest.raises(ValueError, match="output"):
+        diagnostics.jacobian_norms(cell, params, xs)
+    traced = jax.jit(lambda p: diagnostics.carry_grad_norms(cell, p, xs, loss))(params)
+    assert np.all(np.isnan(traced))
+
+
+def test_pytree_carry_without_output_is_refused():
+    lstm = rnnlab.lstm(3)
+    cell = rnnlab.Cell(
+        name="bare_lstm", hidden_size=3, init=lstm.init, initial_carry=lstm.initial_carry,
+        step=lstm.step,
+    )  # fmt: skip
+    params = cell.init(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="output="):
+        diagnostics.carry_grad_norms(cell, params, jnp.ones((4, 2)), jnp.sum)
+
+
+# -- layers --------------------------------------------------------------------------------
+
+
+def test_stacked_and_bidirectional_norms_match_a_hand_loop():
+    """Oracle: jax.grad of a Python loop over both directions of a bidirectional GRU under
+    a tanh RNN, with an explicit additive perturbation of every carry at every step."""
+    bottom = rnnlab.layers.bidirectional(rnnlab.gru(3), merge="concat")
+    top = rnnlab.rnn(2)
+    layer = rnnlab.stacked([bottom, top])
+    params = layer.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (5, 2), jnp.float32)
+    steps = xs.shape[0]
+    loss_of_outputs = all_states_loss(jnp.array([1.0, -0.5]))
+    gru, rnn = bottom.children[0].cell, top
+
+    def loop(eps):
+        forward, backward, upper = eps
+        h, outputs_f = jnp.zeros(3), []
+        for t in range(steps):
+            h = gru.step(params[0]["forward"], h, xs[t])[0] + forward[t]
+            outputs_f.append(h)
+        h, outputs_b = jnp.zeros(3), [None] * steps
+        for t in reversed(range(steps)):
+            h = gru.step(params[0]["backward"], h, xs[t])[0] + backward[t]
+            outputs_b[t] = h
+        h, ys = jnp.zeros(2), []
+        for t in range(steps):
+            h = rnn.step(params[1], h, jnp.concatenate([outputs_f[t], outputs_b[t]]))[0] + upper[t]
+            ys.append(h)
+        return loss_of_outputs(jnp.stack(ys))
+
+    zeros = (jnp.zeros((steps, 3)), jnp.zeros((steps, 3)), jnp.zeros((steps, 2)))
+    want = [jnp.linalg.norm(g, axis=-1) for g in jax.grad(loop)(zeros)]
+    got = diagnostics.carry_grad_norms(layer, params, xs, loss_of_outputs)
+    np.testing.assert_allclose(got[0].forward, want[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[0].backward, want[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[1], want[2], rtol=1e-5, atol=1e-7)
+    jacobians = diagnostics.jacobian_norms(layer, params, xs)
+    assert jacobians.shape == (steps,) and np.all(np.isfinite(jacobians))
+
+
+def test_lru_complex_state_norms_match_closed_form():
+    """Oracle: the LRU is linear in h, so for a loss on ``y_T`` the gradient at step t is
+    ``g_T`` scaled per unit by ``|lambda_n|^(T-t)`` (a rotation keeps the norm): with
+    ``g_n`` the complex gradient at T, ``||dL/dh_t||^2 = sum_n |lambda_n|^(2(T-t)) |g_n|^2``."""
+    cell = rnnlab.cells.make("lru", 4, r_min=0.5, r_max=0.95)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (7, 2))
+    weights = jnp.array([1.0, -2.0, 0.5, 1.5])
+    norms = diagnostics.carry_grad_norms(cell, params, xs, lambda ys: jnp.sum(ys[-1] * weights))
+    modulus = np.exp(-np.exp(np.asarray(params["nu_log"], np.float64)))
+    # dL/d(Re h_T) = C_re w, dL/d(Im h_T) = -C_im w.
+    g2 = np.asarray(params["C_re"] @ weights) ** 2 + np.asarray(params["C_im"] @ weights) ** 2
+    distance = np.arange(6, -1, -1)[:, None]
+    want = np.sqrt(np.sum(modulus[None, :] ** (2 * distance) * g2[None, :], axis=-1))
+    np.testing.assert_allclose(norms, want, rtol=1e-5)

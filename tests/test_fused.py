@@ -6,7 +6,6 @@ rounding (1e-5 relative).  Dispatch is checked by counting calls to ``fused_scan
 """
 
 import dataclasses
-import importlib
 
 import chex
 import jax
@@ -17,16 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnlab
+import rnnlab.cells.lstm as lstm_cell
 from rnnlab import fused
-
-# The module, not the factory that rnnlab.cells re-exports under the same name.
-lstm_cell = importlib.import_module("rnnlab.cells.lstm")
+from rnnlab.cells import DenseRecurrence
 
 CELLS = {
     "lstm": lambda: rnnlab.lstm(5),
     "gru": lambda: rnnlab.gru(5),
     "rnn": lambda: rnnlab.rnn(5),
-    "rnn-relu": lambda: rnnlab.rnn(5, "relu", recurrent_scale=0.9),
+    "rnn-relu": lambda: rnnlab.rnn(5, activation="relu", recurrent_scale=0.9),
 }
 
 
@@ -149,15 +147,19 @@ def test_fast_path_property(name, batch_shape, steps, seed):
     ids=lambda options: next(iter(options)),
 )
 def test_generic_fallback(options, count_fused_calls):
-    """Options the fast path does not implement use the generic scan (zero fused calls)."""
+    """Options the fused path does not implement: "auto" takes the sequential scan (zero
+    fused calls), and an explicit ``path="fused"`` raises naming the option."""
     cell = rnnlab.lstm(4)
     params = cell.init(jax.random.key(0), 3)
     rnnlab.unroll(cell, params, jnp.ones((2, 4, 3)), **options)
     assert count_fused_calls == []
+    with pytest.raises(ValueError, match=f"path='fused'.*{next(iter(options))}"):
+        rnnlab.unroll(cell, params, jnp.ones((2, 4, 3)), path="fused", **options)
 
 
-def test_dispatch_rules(count_fused_calls, monkeypatch):
-    """The built-in cells dispatch; a cell declaring no recurrence, or ENABLED=False, does not."""
+def test_dispatch_rules(count_fused_calls):
+    """On CPU, "auto" takes the fused path for the built-in cells; a cell declaring no
+    DenseRecurrence, or ``path="sequential"``, does not."""
     xs = jnp.ones((2, 4, 3))
     for factory in (rnnlab.lstm, rnnlab.gru, rnnlab.rnn):
         cell = factory(4)
@@ -165,33 +167,31 @@ def test_dispatch_rules(count_fused_calls, monkeypatch):
     assert len(count_fused_calls) == 3
 
     lstm = rnnlab.lstm(4)
-    impostor = dataclasses.replace(lstm, recurrence=None)
-    assert fused.recurrence_of(impostor) is None
+    impostor = dataclasses.replace(lstm, dense=None)
     rnnlab.unroll(impostor, lstm.init(jax.random.key(0), 3), xs)
-    monkeypatch.setattr(fused, "ENABLED", False)
-    rnnlab.unroll(lstm, lstm.init(jax.random.key(0), 3), xs)
+    rnnlab.unroll(lstm, lstm.init(jax.random.key(0), 3), xs, path="sequential")
     assert len(count_fused_calls) == 3
+    with pytest.raises(ValueError, match="declares no DenseRecurrence"):
+        rnnlab.unroll(impostor, lstm.init(jax.random.key(0), 3), xs, path="fused")
 
 
 def test_declared_recurrence_is_used(count_fused_calls):
-    """A cell that declares ``recurrence`` gets the fast path; oracle: its Python loop."""
+    """A cell that declares a DenseRecurrence gets the fused path; oracle: the Python loop
+    of its own (separately written) step."""
     base = rnnlab.rnn(4)
-    recurrence = fused.Recurrence(
+    recurrence = DenseRecurrence(
         hidden=lambda h: h,
         pointwise=lambda px, hh, h: (jnp.sin(px + hh), jnp.sin(px + hh)),
         additive=True,
     )
 
-    def step_projected(params, h, px):
-        h = jnp.sin(px + h @ params["weight_hh"] + params["bias_hh"])
+    def step(params, h, x):
+        h = jnp.sin(
+            x @ params["weight_ih"] + params["bias_ih"] + h @ params["weight_hh"] + params["bias_hh"]
+        )
         return h, h
 
-    cell = dataclasses.replace(
-        base,
-        step_projected=step_projected,
-        step=lambda p, h, x: step_projected(p, h, base.project_inputs(p, x)),
-        recurrence=recurrence,
-    )
+    cell = dataclasses.replace(base, step=step, dense=recurrence)
     problem = random_problem(cell, (3,), 5, seed=1)
     got = loss_and_grads(lambda c, p, x, h: rnnlab.unroll(c, p, x, carry=h), cell, problem)
     want = loss_and_grads(lambda c, p, x, h: python_loop(c, p, x, h, False), cell, problem)

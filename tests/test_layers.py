@@ -72,7 +72,14 @@ def passthrough(size=FEATURES):
     def apply(params, xs, *, carry=None, lengths=None, key=None, deterministic=False, **opts):
         return xs, ()
 
-    return Layer("passthrough", size, lambda key, input_size: {}, lambda batch_shape=(): (), apply)
+    return Layer(
+        name="passthrough",
+        kind="passthrough",
+        output_size=size,
+        init=lambda key, input_size: {},
+        initial_carry=lambda batch_shape=(): (),
+        apply=apply,
+    )
 
 
 def assert_ratios_in(ratios, allowed):

@@ -28,8 +28,8 @@ def _assert_trees_equal(a, b):
     "build_module, cell",
     [
         (
-            lambda rngs: nn.LSTM(4, 5, 2.0, rngs=rngs, recurrent_init="orthogonal"),
-            rnnlab.lstm(5, 2.0, recurrent_init="orthogonal"),
+            lambda rngs: nn.LSTM(4, 5, forget_bias=2.0, rngs=rngs, recurrent_init="orthogonal"),
+            rnnlab.lstm(5, forget_bias=2.0, recurrent_init="orthogonal"),
         ),
         (
             lambda rngs: nn.GRU(4, 5, rngs=rngs, bias_init="uniform"),
@@ -39,7 +39,7 @@ def _assert_trees_equal(a, b):
             lambda rngs: nn.RNN(
                 4, 5, "relu", rngs=rngs, recurrent_init="identity", recurrent_scale=0.5
             ),
-            rnnlab.rnn(5, "relu", recurrent_init="identity", recurrent_scale=0.5),
+            rnnlab.rnn(5, activation="relu", recurrent_init="identity", recurrent_scale=0.5),
         ),
     ],
     ids=["lstm", "gru", "rnn"],

@@ -30,6 +30,7 @@ from rnnlab.sweep import (
     seeds,
 )
 from rnnlab.sweep.engine import TrainerBuilder
+from rnnlab.sweep.execute import split_config
 from rnnlab.train import TrainConfig, make_train
 
 TOY_STEPS, TOY_EVALS = 40, 4
@@ -58,8 +59,10 @@ def toy_train(dim, key, hparams):
 class ToyBuilder:
     """Static ``dim`` changes shapes; ``learning_rate`` and ``scale`` are traced."""
 
-    dynamic_names: tuple = ("learning_rate", "scale")
     fail_on_dim: int | None = None
+
+    def static_part(self, config):
+        return split_config(config, ("learning_rate", "scale"))
 
     def __call__(self, static):
         if static["dim"] == self.fail_on_dim:
@@ -192,9 +195,7 @@ def test_bad_arguments_raise(kwargs, message):
 REAL_BASE = {
     "task": "adding",
     "length": 6,
-    "cell": "rnn",
-    "activation": "relu",
-    "recurrent_init": "identity",
+    "cell": "irnn",
     "hidden_size": 4,
     "batch_size": 8,
     "steps": 20,

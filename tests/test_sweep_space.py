@@ -190,7 +190,8 @@ def test_experiment_cli_rejects_bad_specs_before_training():
     spec.loader.exec_module(module)
     for argv, option in [
         (["--lr", "loguniform:1e-4:1e-1"], "--lr"),
-        (["--forget-bias", "0,,2"], "--forget-bias"),
+        (["--axis", "forget_bias=0,,2"], "--axis"),
+        (["--axis", "gru:forget_bias=0,1"], "--axis.*forget_bias"),
         (["--seeds", "two"], "--seeds"),
         (["--cells", "lstm,tcn"], "--cells"),
     ]:

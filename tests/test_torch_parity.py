@@ -216,15 +216,9 @@ def test_to_torch_round_trips_exactly(kind, options):
     """to_torch(from_torch(m)) rebuilds m: same class, options and bit-identical weights."""
     module = _torch_module(kind, 3, 4, **options)
     model, params = from_torch(module)
-    layer_of_rnn_cells = kind.startswith("rnn") and isinstance(model, rnnlab.Layer)
-    back = to_torch(
-        model,
-        params,
-        nonlinearity=module.nonlinearity if layer_of_rnn_cells else None,
-        dropout=module.dropout,
-        bias=module.bias,
-        batch_first=module.batch_first,
-    )
+    # The layer records its cells' activation and its dropout: only bias and the layout
+    # are torch-side options.
+    back = to_torch(model, params, bias=module.bias, batch_first=module.batch_first)
     assert type(back) is type(module)
     for attribute in (
         "input_size",
@@ -269,8 +263,9 @@ def test_from_torch_rejects_projections_and_other_modules():
 
 
 def test_to_torch_rejects_what_torch_cannot_express():
-    """Reverse-only layers, non-concatenating merges, unknown activations, a Layer of
-    rnn cells without nonlinearity, and bias=False with non-zero biases raise."""
+    """Reverse-only layers, non-concatenating merges, unknown activations, mixed
+    activations, cells without a torch equivalent (a custom cell with an LSTM's four
+    gates and parameter layout is not an LSTM), and bias=False with non-zero biases."""
     cell, params = from_torch(_torch_module("rnn_tanh", 4, 4))  # square: stackable
     with pytest.raises(ValueError, match="reverse"):
         to_torch(rnnlab.recurrent(cell, reverse=True), params)
@@ -280,9 +275,20 @@ def test_to_torch_rejects_what_torch_cannot_express():
         to_torch(summed, summed_params)
     with pytest.raises(ValueError, match="concat"):
         to_torch(rnnlab.stacked([summed, summed]), (summed_params, summed_params))
+    relu = rnnlab.rnn(4, activation="relu")
+    with pytest.raises(ValueError, match="activation"):
+        to_torch(rnnlab.stacked([cell, relu]), (params, params))
     with pytest.raises(ValueError, match="nonlinearity"):
-        to_torch(rnnlab.stacked([cell, cell]), (params, params))
-    with pytest.raises(ValueError, match="nonlinearity"):
-        to_torch(rnnlab.rnn(4, "sigmoid"), params)
+        to_torch(rnnlab.rnn(4, activation="sigmoid"), params)
+    lstm = rnnlab.lstm(4)
+    impostor = rnnlab.Cell(
+        name="my_lstm", hidden_size=4, init=lstm.init, initial_carry=lstm.initial_carry,
+        step=lambda p, c, x: lstm.step(p, c, 2.0 * x), output=lstm.output,
+    )  # fmt: skip
+    lstm_params = lstm.init(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="no torch equivalent"):
+        to_torch(impostor, lstm_params)
+    with pytest.raises(ValueError, match="no torch equivalent"):
+        to_torch(rnnlab.stacked([impostor, impostor]), (lstm_params, lstm_params))
     with pytest.raises(ValueError, match="bias=False"):
         to_torch(cell, params, bias=False)

@@ -179,7 +179,11 @@ def test_runner_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_path)
         ({"clip_norm": 0.0}, "clip_norm"),
         ({"chunk_steps": 7}, "chunk_steps"),
         ({"momentum": 1.5}, "momentum"),
-        ({"cell": "lstm", "activation": "relu"}, "activation"),
+        ({"cell": "lstm", "cell_options": {"activation": "relu"}}, "activation"),
+        ({"cell": "gru", "cell_options": {"forget_bias": 2.0}}, "forget_bias.*accepts"),
+        ({"cell": "rnn", "cell_options": {"activation": "gelu"}}, "activation='gelu'"),
+        ({"cell": "lstm", "cell_options": {"forget_bias": float("nan")}}, "forget_bias"),
+        ({"forget_bias": 2.0}, "cell_options"),
         ({"lenght": 100}, "length"),
         ({"batch_size": 2.5}, "batch_size"),
     ],
@@ -191,7 +195,7 @@ def test_bad_configs_name_the_field(changes, field):
 
 
 def test_bad_task_options_and_hparams_name_the_field(tiny):
-    """Oracle: the task factory's signature and HPARAM_NAMES."""
+    """Oracle: the task factory's signature and the trainer's hparam names."""
     with pytest.raises(ValueError, match="num_classes"):
         make_train(TrainConfig(task="temporal_order", length=20, task_options={"num_classes": 3}))
     with pytest.raises(ValueError, match="varient"):

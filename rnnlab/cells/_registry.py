@@ -251,3 +251,30 @@ def make(name: str, hidden_size: int, **hyperparameters) -> Cell:
         the cell does not take (listing those it accepts).
     """
     return spec(name).make(hidden_size, **hyperparameters)
+
+
+def user_registrations() -> tuple:
+    """The registrations made with a factory object (not a ``"module:attribute"`` string).
+
+    A picklable snapshot that worker processes pass to :func:`ensure_registered`, so a
+    user's cell registered in the parent exists in spawned sweep workers too (the
+    factory pickles by reference to its module).
+    """
+    return tuple(
+        (name, entry.factory, tuple(entry.presets.items()), entry.sweepable, entry.also_sweepable)
+        for name, entry in _REGISTRY.items()
+        if callable(entry.factory)
+    )
+
+
+def ensure_registered(registrations: tuple) -> None:
+    """Registers each entry of :func:`user_registrations` that this process lacks."""
+    for name, factory, presets, sweepable, also_sweepable in registrations:
+        if name not in _REGISTRY:
+            register(
+                name,
+                factory,
+                presets=dict(presets),
+                sweepable=sweepable,
+                also_sweepable=also_sweepable,
+            )

@@ -110,7 +110,9 @@ def curves_figure(panels: Mapping[str, Sequence[Curve]], *, length: int, band: s
         if any(curve.bound is not None for curve in curves):
             ax.plot([], [], ":", color="0.3", label=r"Pascanu bound $\eta^{T-t}$")
         ax.legend(fontsize=8, loc="lower right")
-    axes[0, 0].set_ylabel(r"$\|\partial L/\partial h_t\| \,/\, \|\partial L/\partial h_T\|$")
+    axes[0, 0].set_ylabel(
+        r"$\|\partial L/\partial s_t\| \,/\, \|\partial L/\partial s_T\|$ (s: a carry leaf)"
+    )
     fig.suptitle(f"{title}\nmedian over seeds and inputs, band: {band}", fontsize=11)
     fig.tight_layout()
     return fig
@@ -149,7 +151,7 @@ def decay_figure(panels: Mapping[str, Sequence[DecaySeries]], *, band: str, titl
         ax.set_xlabel("sequence length T")
         ax.legend(fontsize=8, loc="lower left")
     axes[0, 0].set_ylabel(
-        r"decay ratio $\|\partial L/\partial h_1\| \,/\, \|\partial L/\partial h_T\|$"
+        r"decay ratio $\|\partial L/\partial s_1\| \,/\, \|\partial L/\partial s_T\|$ (s: a carry leaf)"
     )
     fig.suptitle(f"{title}\nmedian over seeds and inputs, band: {band}", fontsize=11)
     fig.tight_layout()

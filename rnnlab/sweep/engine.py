@@ -14,6 +14,12 @@ __all__ = ["TrainerBuilder"]
 _FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
+def _user_registrations() -> tuple:
+    from rnnlab.cells._registry import user_registrations
+
+    return user_registrations()
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainerBuilder:
     """Builds ``make_train(TrainConfig(**base, **static))`` for a sweep group.
@@ -32,6 +38,19 @@ class TrainerBuilder:
     """
 
     base: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The user's cell registrations at construction, re-made in sweep worker processes.
+    registrations: tuple = dataclasses.field(default_factory=_user_registrations)
+
+    def __post_init__(self):
+        from rnnlab.cells._registry import ensure_registered
+
+        ensure_registered(self.registrations)
+
+    def __setstate__(self, state):
+        from rnnlab.cells._registry import ensure_registered
+
+        self.__dict__.update(state)
+        ensure_registered(self.registrations)
 
     def static_part(self, config: Mapping[str, Any]) -> dict:
         """The keys of ``config`` that fix the program, with cell options merged.

@@ -279,6 +279,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         if field.name == "cell":
             help_text = "a registered cell: " + ", ".join(_cell_names()) + f" (default {field.default})"
         parser.add_argument(flag, type=kind, default=field.default, choices=choices, help=help_text)
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a Python module first, e.g. one that registers your own cell (repeatable)",
+    )
     if "cell_options" not in exclude:
         for name in MOVED_TO_CELL_OPTIONS:
             parser.add_argument(
@@ -288,6 +296,25 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
             )
 
 
+def import_modules(names) -> None:
+    """Imports each module name (the working directory on the path), for ``--import``.
+
+    Raises:
+      ValueError: naming ``--import`` and the module that failed to import.
+    """
+    import importlib
+    import os
+    import sys
+
+    if names and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ValueError(f"--import {name}: {error}") from None
+
+
 def _cell_names() -> tuple[str, ...]:
     from rnnlab import cells
 
@@ -295,7 +322,12 @@ def _cell_names() -> tuple[str, ...]:
 
 
 def config_from_arguments(arguments: argparse.Namespace, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed :func:`add_config_arguments` flags."""
+    """The :class:`TrainConfig` of parsed :func:`add_config_arguments` flags.
+
+    Imports the ``--import`` modules first (from the working directory too), so a cell
+    they register is known by name.
+    """
+    import_modules(getattr(arguments, "imports", ()))
     values = {
         field.name: getattr(arguments, field.name)
         for field in dataclasses.fields(TrainConfig)
