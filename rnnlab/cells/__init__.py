@@ -33,3 +33,6 @@ register("irnn", "rnnlab.cells.rnn:rnn", presets=dict(activation="relu", recurre
 register("lstm", "rnnlab.cells.lstm:lstm")
 register("gru", "rnnlab.cells.gru:gru")
 register("lru", "rnnlab.cells.lru:lru")
+register("mingru", "rnnlab.cells.mingru:mingru")
+register("minlstm", "rnnlab.cells.minlstm:minlstm")
+register("rglru", "rnnlab.cells.rglru:rglru")

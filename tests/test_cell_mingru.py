@@ -1,0 +1,189 @@
+"""minGRU (``rnnlab.cells.mingru``) against Feng et al. 2024.
+
+Oracles:
+
+- a NumPy transcription of the paper's equations in linear space (sigmoid gate, the
+  positive ``g``), stepped in float64;
+- a NumPy transcription of the paper's log-space parallel code (``cumsum`` and
+  ``logcumsumexp``), which starts from ``g(h_0)``;
+- the sequential path for the parallel path: equal to 1e-10 in float64 and 1e-5 in
+  float32, values and gradients, for hypothesis-drawn lengths, resets, reverse, batch
+  shapes and initial carries;
+- torch.nn.Linear's init distribution.
+
+The generic contract (hand loop, padding, resets, T=1000) is in test_cell_contract.py.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import rnnlab
+from rnnlab.cells.mingru import mingru
+
+HIDDEN, FEATURES, TIME = 4, 3, 7
+# (dtype, batch shape, reverse, lengths?): each compiles once (2-3 s of CPU), so
+# three cover both dtypes, both directions (in place, and per sequence within lengths)
+# and 0, 1 and 2 batch dimensions.
+CONFIGURATIONS = [
+    ("float64", (2, 2), False, True),
+    ("float64", (), True, False),
+    ("float32", (3,), True, True),
+]
+TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+FULL = np.full((2, 2), TIME)  # lengths for the NumPy oracles: the first configuration
+
+
+@pytest.fixture(autouse=True)
+def strict_promotion():
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def g(x):
+    return np.where(x >= 0, x + 0.5, sigmoid(x))
+
+
+def numpy_mingru(params, xs, h):
+    """The paper's equations, stepped in linear space: ``xs: [..., T, F]``, ``h: [..., H]``."""
+    weight, bias = (np.asarray(params[k], np.float64) for k in ("weight", "bias"))
+    w_z, w_h = np.split(weight, 2, axis=-1)
+    b_z, b_h = np.split(bias, 2)
+    hs = []
+    for t in range(xs.shape[-2]):
+        x = xs[..., t, :]
+        z = sigmoid(x @ w_z + b_z)
+        h = (1 - z) * h + z * g(x @ w_h + b_h)
+        hs.append(h)
+    return np.stack(hs, axis=-2)
+
+
+@functools.cache
+def compiled(dtype):
+    """The cell, its params and one jitted function giving both paths' values and gradients."""
+    cell = mingru(HIDDEN, param_dtype=dtype)
+    params = jax.tree.map(np.asarray, cell.init(jax.random.key(3), FEATURES))
+
+    # Both paths are compiled alike; XLA's backend optimizations would only double the
+    # compile time, which dominates these tests.
+    @functools.partial(jax.jit, static_argnames="reverse", compiler_options=FAST_COMPILE)
+    def both_paths(params, xs, carry, lengths, resets, weights, reverse):
+        results = {}
+        for path in ("sequential", "parallel"):
+
+            def loss(params, xs, carry, path=path):
+                ys, final = rnnlab.unroll(cell, params, xs, carry=carry, lengths=lengths,
+                                          resets=resets, reverse=reverse, path=path)  # fmt: skip
+                return jnp.sum(jnp.sin(ys) * weights) + jnp.sum(final**2), (ys, final)
+
+            grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+            (_, values), grads = grad(params, xs, carry)
+            results[path] = (values, grads)
+        return results
+
+    return params, both_paths
+
+
+def run(dtype, xs, carry, lengths=None, resets=None, reverse=False, seed=0):
+    params, both_paths = compiled(dtype)
+    batch_shape = xs.shape[:-2]
+    resets = np.zeros((*batch_shape, TIME), bool) if resets is None else resets
+    weights = np.random.default_rng(seed).standard_normal((*batch_shape, TIME, HIDDEN))
+    cast = lambda a: np.asarray(a, dtype)  # noqa: E731
+    return params, both_paths(
+        params, cast(xs), cast(carry), lengths, resets, cast(weights), reverse=reverse
+    )
+
+
+def inputs(seed, batch_shape):
+    rng = np.random.default_rng(seed)
+    xs = 2 * rng.standard_normal((*batch_shape, TIME, FEATURES))
+    carry = np.abs(rng.standard_normal((*batch_shape, HIDDEN)))  # log space: h >= 0
+    carry[..., 0] = 0.0  # the default start, where the log-space fold takes its other branch
+    return xs, carry
+
+
+def test_numpy_transcription_equals_both_paths_in_float64():
+    with jax.enable_x64(True):
+        xs, carry = inputs(0, (2, 2))
+        params, results = run(jnp.float64, xs, carry, FULL)
+        want = numpy_mingru(params, xs, carry)
+        for path, ((ys, final), _) in results.items():
+            np.testing.assert_allclose(ys, want, rtol=1e-12, atol=1e-12, err_msg=path)
+            np.testing.assert_allclose(final, want[..., -1, :], rtol=1e-12, atol=1e-12)
+
+
+def test_paper_log_space_code_starts_from_g_of_h0():
+    """The paper's ``parallel_scan_log`` with ``log_values[0] = log g(0)`` equals unroll
+    from ``h_0 = g(0) = 1/2``: the documented difference in ``h_0``."""
+    with jax.enable_x64(True):
+        xs, _ = inputs(1, (2, 2))
+        carry = np.full((2, 2, HIDDEN), 0.5)
+        params, results = run(jnp.float64, xs, carry, FULL)
+        weight, bias = params["weight"], params["bias"]
+        k, pre = np.split(xs @ weight + bias, 2, axis=-1)
+        log_coeffs = -np.logaddexp(0, k)  # -softplus(k)
+        log_values = np.concatenate(
+            [np.log(np.broadcast_to(g(np.zeros(HIDDEN)), (2, 2, 1, HIDDEN))),
+             -np.logaddexp(0, -k) + np.log(g(pre))], axis=-2)  # fmt: skip
+        a_star = np.pad(np.cumsum(log_coeffs, axis=-2), ((0, 0), (0, 0), (1, 0), (0, 0)))
+        log_h = a_star + np.logaddexp.accumulate(log_values - a_star, axis=-2)
+        want = np.exp(log_h)[..., 1:, :]
+        for path, ((ys, _), _) in results.items():
+            np.testing.assert_allclose(ys, want, rtol=1e-12, atol=1e-12, err_msg=path)
+
+
+@settings(max_examples=8, deadline=None)
+@given(data=st.data())
+def test_parallel_equals_sequential_values_and_gradients(data):
+    dtype, batch_shape, reverse, with_lengths = data.draw(st.sampled_from(CONFIGURATIONS))
+    lengths = None
+    if with_lengths:
+        lengths = data.draw(hnp.arrays(np.int64, batch_shape, elements=st.integers(0, TIME)))
+    resets = data.draw(hnp.arrays(np.bool_, (*batch_shape, TIME)))
+    xs, carry = inputs(data.draw(st.integers(0, 2**16)), batch_shape)
+    with jax.enable_x64(dtype == "float64"):
+        _, results = run(jnp.dtype(dtype), xs, carry, lengths, resets, reverse)
+    tolerance = TOLERANCE[dtype]
+    want, got = results["sequential"], results["parallel"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+def test_init_is_torch_linear_uniform():
+    """``U(-1/sqrt(F), 1/sqrt(F))`` weights and biases: range and a Kolmogorov-Smirnov
+    distance to the uniform CDF (5% critical value 1.36/sqrt(n))."""
+    features = 16
+    params = mingru(512).init(jax.random.key(0), features)
+    bound = 1 / np.sqrt(features)
+    for name, shape in (("weight", (features, 1024)), ("bias", (1024,))):
+        values = np.sort(np.asarray(params[name]).ravel())
+        assert params[name].shape == shape
+        assert np.all(np.abs(values) <= bound)
+        cdf = (values + bound) / (2 * bound)
+        distance = np.max(np.abs(cdf - np.arange(1, values.size + 1) / values.size))
+        assert distance < 1.36 / np.sqrt(values.size), name
+
+
+@pytest.mark.parametrize("hidden_size", [0, -2, 2.5, True])
+def test_bad_hidden_size_raises_naming_it(hidden_size):
+    with pytest.raises(ValueError, match="hidden_size"):
+        mingru(hidden_size)
+
+
+def test_bad_input_size_and_unknown_hyperparameter_raise_naming_them():
+    with pytest.raises(ValueError, match="input_size"):
+        mingru(3).init(jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="forget_bias"):
+        rnnlab.cells.make("mingru", 3, forget_bias=1.0)
