@@ -229,7 +229,7 @@ def _gates(cell_name, hidden) -> int:
     import rnnlab
 
     cell = rnnlab.cells.make(cell_name, hidden)
-    shapes = jax.eval_shape(cell.init, jax.random.key(0), 1)
+    shapes = jax.eval_shape(lambda key: cell.init(key, 1), jax.random.key(0))
     return shapes["weight_hh"].shape[-1] // hidden
 
 

@@ -260,9 +260,7 @@ def measure_study(study: list[Family], lengths, args, key, label) -> dict:
                 x_key, y_key = jax.random.split(jax.random.fold_in(data_key, length))
                 shape = (args.seeds, args.batch_size, length, FEATURES)
                 inputs = jax.random.normal(x_key, shape, jnp.float64)
-                targets = jax.random.normal(
-                    y_key, (args.seeds, args.batch_size, 1), jnp.float64
-                )
+                targets = jax.random.normal(y_key, (args.seeds, args.batch_size, 1), jnp.float64)
                 norms, eta = measure(
                     family, args.hidden_size, values, params, readouts, inputs, targets
                 )
@@ -412,7 +410,9 @@ def main(argv=None) -> dict:
             figure = grad_norm_plots.curves_figure(panels, length=length, band=band, title=title)
             plots.save(figure, out / f"curves_T{length}.png")
         decay_panels = {f.title: decay_series(f, args.lengths, measured) for f in study}
-        title = f"Decay of the gradient with sequence length at initialization (H={args.hidden_size})"
+        title = (
+            f"Decay of the gradient with sequence length at initialization (H={args.hidden_size})"
+        )
         plots.save(
             grad_norm_plots.decay_figure(decay_panels, band=band, title=title), out / "decay.png"
         )

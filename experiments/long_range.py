@@ -62,7 +62,9 @@ def main(argv=None) -> None:
     for text in arguments.cell_option:
         cell, _, option = text.partition(":")
         if cell not in cell_options or not option:
-            parser.error(f"--cell-option: expected CELL:KEY=VALUE with CELL in --cells, got {text!r}")
+            parser.error(
+                f"--cell-option: expected CELL:KEY=VALUE with CELL in --cells, got {text!r}"
+            )
         key, value = parse_option(option)
         cell_options[cell][key] = value
     runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
@@ -83,7 +85,11 @@ def main(argv=None) -> None:
     )
     io.write_json(
         f"{arguments.out}/config.json",
-        {"arguments": vars(arguments), "cell_options": cell_options, "versions": package_versions()},
+        {
+            "arguments": vars(arguments),
+            "cell_options": cell_options,
+            "versions": package_versions(),
+        },
     )
     rows, start = [], time.perf_counter()
     with Progress(len(plan), "long_range", unit="config") as bar:

@@ -97,7 +97,9 @@ def _flat(cell: Cell) -> _Flat:
 
     def join(tree):
         parts = []
-        for leaf, shape, is_complex in zip(jax.tree.leaves(tree), shapes, complex_leaf, strict=True):
+        for leaf, shape, is_complex in zip(
+            jax.tree.leaves(tree), shapes, complex_leaf, strict=True
+        ):
             batch = leaf.shape[: leaf.ndim - len(shape)]
             leaf = leaf.reshape(batch + (-1,))
             parts += [jnp.real(leaf), jnp.imag(leaf)] if is_complex else [leaf]
@@ -243,7 +245,9 @@ def _checked(values, mismatch: jax.Array, target):
 def _layer_carry_tree(layer: Layer, per_unit: list):
     """Per-unit carry-shaped trees assembled into the layer's carry structure."""
     treedef = jax.tree.structure(jax.eval_shape(layer.initial_carry, ()))
-    return jax.tree.unflatten(treedef, [leaf for tree in per_unit for leaf in jax.tree.leaves(tree)])
+    return jax.tree.unflatten(
+        treedef, [leaf for tree in per_unit for leaf in jax.tree.leaves(tree)]
+    )
 
 
 def carry_grad_norms(
@@ -317,7 +321,8 @@ def carry_grad_norms(
         return jnp.sqrt(squares)
 
     per_unit = [
-        jax.tree.map(norm, flat.split(grad)) for flat, grad in zip(perturbed.flats, grads, strict=True)
+        jax.tree.map(norm, flat.split(grad))
+        for flat, grad in zip(perturbed.flats, grads, strict=True)
     ]
     return _checked(_layer_carry_tree(perturbed.layer, per_unit), mismatch, cell)
 

@@ -149,4 +149,3 @@ def fused_scan(
     run.defvjp(run_forward, run_backward)
     weights = tuple(params[name] for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
     return run(weights, inputs, carry)
-

@@ -81,6 +81,8 @@ def _export_kind(cell: Cell, framework: str, table: dict) -> str:
             f"{sorted(name for name, _ in _IMPORTED_CELL.values())} cells"
         )
     return kind
+
+
 _PARAM_KEYS = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
 #: Which Dense of a linen per-gate cell holds the gate's single bias.
 _LINEN_BIAS_SIDE = {"lstm": "h", "gru": "i"}
@@ -205,8 +207,7 @@ def to_torch(
     units, kind, activation, dropout = _torch_units(cell_or_layer, params)
     if kind == "rnn" and activation not in ("tanh", "relu"):
         raise ValueError(
-            f"torch.nn.RNN supports nonlinearity 'tanh' or 'relu', but the cell uses "
-            f"{activation!r}"
+            f"torch.nn.RNN supports nonlinearity 'tanh' or 'relu', but the cell uses {activation!r}"
         )
     first = units[0][0]
     input_size, hidden_size = first["weight_ih"].shape[0], first["weight_hh"].shape[0]

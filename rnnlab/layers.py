@@ -136,7 +136,9 @@ def bidirectional(
     :class:`BidirectionalCarry`.
     """
     backward_cell = cell if backward_cell is None else backward_cell
-    return _bidirectional(recurrent(cell), recurrent(backward_cell, reverse=True), merge, merged_size)
+    return _bidirectional(
+        recurrent(cell), recurrent(backward_cell, reverse=True), merge, merged_size
+    )
 
 
 def _bidirectional(forward: Layer, backward: Layer, merge, merged_size) -> Layer:
@@ -152,9 +154,7 @@ def _bidirectional(forward: Layer, backward: Layer, merge, merged_size) -> Layer
                 f"{backward.output_size}; use merge='concat'"
             )
         output_size = (
-            forward.output_size + backward.output_size
-            if merge == "concat"
-            else forward.output_size
+            forward.output_size + backward.output_size if merge == "concat" else forward.output_size
         )
     else:
         raise ValueError(f"merge={merge!r} is unknown; use one of {tuple(_MERGES)} or a callable")

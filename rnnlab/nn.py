@@ -156,7 +156,7 @@ class Recurrent(SequenceLayer):
     def create(
         cls, name: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **hyperparameters
     ) -> Recurrent:
-        """Any registered cell by name, e.g. ``Recurrent.create("lru", 3, 16, rngs=rngs, r_min=0.9)``.
+        """Any registered cell by name: ``Recurrent.create("lru", 3, 16, rngs=rngs, r_min=0.9)``.
 
         ``hyperparameters`` go to :func:`rnnlab.cells.make`; one ``params`` key is drawn
         from ``rngs`` and nothing is stored.

@@ -17,7 +17,8 @@ Feng et al. 2024).  Everything :func:`rnnlab.unroll` offers maps onto the pairs:
 
 In log space (``LinearRecurrence.log_space``) the pairs are ``(log a, log b)`` of
 positive numbers and ``+`` becomes a ``logaddexp`` that is safe at ``-inf``, whose
-identity is ``(0, -inf)``.
+identity is ``(0, -inf)``.  The carry may have any sign there: ``h_t = B_t + h_0 A_t``
+with ``B`` scanned from ``h_0 = 0`` and ``A`` the product of ``a`` since the last start.
 
 On a 2-core CPU this path is slower than the sequential scan (``make bench``
 measures both); its payoff is depth ``log T`` on accelerators.
@@ -53,9 +54,10 @@ def _combine(earlier, later):
 
 
 def _combine_log(earlier, later):
+    """The operator in log space; ``b`` may be a pytree sharing one ``a``."""
     a_i, b_i = earlier
     a_j, b_j = later
-    return a_i + a_j, log_add_exp(a_j + b_i, b_j)
+    return a_i + a_j, jax.tree.map(lambda bi, bj: log_add_exp(a_j + bi, bj), b_i, b_j)
 
 
 def _flag(flag: jax.Array, like: jax.Array) -> jax.Array:
@@ -96,31 +98,26 @@ def linear_scan(
         starts = starts & valid
     start = _flag(jnp.broadcast_to(starts, a.shape[:-1]), a)
     h0 = jnp.expand_dims(initial, -2)
+    keep = None if valid is None else _flag(jnp.broadcast_to(valid, a.shape[:-1]), a)
     if log_space:
-        # b' = log(a h0 + b) in log terms.  At h0 = 0 it is b, with the derivative
-        # exp(log a - log b) in h0 (the second branch, exact there); elsewhere the first.
-        positive = h0 > 0
-        safe_h0 = jnp.where(positive, h0, jnp.ones_like(h0))
-        folded = jnp.where(
-            positive,
-            log_add_exp(a + jnp.log(safe_h0), b),
-            b + h0 * jnp.exp(jnp.minimum(a - b, 60.0)),
-        )
-        b = jnp.where(start, folded, b)
-        a = jnp.where(start, jnp.full_like(a, -jnp.inf), a)
-        identity = (jnp.zeros_like(a), jnp.full_like(b, -jnp.inf))
+        # h_t = exp(log B_t) + h_0 exp(log A_t), exact for a carry of any sign: B is the scan
+        # from h_0 = 0, and A the product of a since the last start (its own b is log a at
+        # a start and -inf elsewhere).  Both share the scan's a.
+        cut = jnp.where(start, jnp.full_like(a, -jnp.inf), a)
+        since = jnp.where(start, a, jnp.full_like(a, -jnp.inf))
+        elements = (cut, (b, since))
+        identity = (jnp.zeros_like(a), (jnp.full_like(b, -jnp.inf), jnp.full_like(a, -jnp.inf)))
+        combine = _combine_log
     else:
-        b = jnp.where(start, a * h0 + b, b)
-        a = jnp.where(start, jnp.zeros_like(a), a)
+        elements = (jnp.where(start, jnp.zeros_like(a), a), jnp.where(start, a * h0 + b, b))
         identity = (jnp.ones_like(a), jnp.zeros_like(b))
-    if valid is not None:
-        keep = _flag(jnp.broadcast_to(valid, a.shape[:-1]), a)
-        a = jnp.where(keep, a, identity[0])
-        b = jnp.where(keep, b, identity[1])
-    combine = _combine_log if log_space else _combine
-    _, hs = jax.lax.associative_scan(combine, (a, b), reverse=reverse, axis=a.ndim - 2)
+        combine = _combine
+    if keep is not None:
+        elements = jax.tree.map(lambda e, i: jnp.where(keep, e, i), elements, identity)
+    _, hs = jax.lax.associative_scan(combine, elements, reverse=reverse, axis=a.ndim - 2)
     if log_space:
-        hs = jnp.exp(hs)
+        from_zero, product = hs
+        hs = jnp.exp(from_zero) + h0 * jnp.exp(product)
     # Before a sequence's first valid step (an empty sequence) h is still h_0.
     if valid is not None:
         seen = jnp.cumsum(valid[..., ::-1] if reverse else valid, axis=-1) > 0

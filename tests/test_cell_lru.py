@@ -1,15 +1,10 @@
-"""The LRU against a NumPy transcription of Orvieto et al. 2023, and its parallel path
-against its sequential scan (values and gradients, float32 and float64, random lengths,
-resets, directions and batch shapes)."""
-
-import functools
+"""The LRU against a NumPy transcription of Orvieto et al. 2023 on both paths, its ring
+initialization, and its argument checks.  Parallel against sequential over random lengths,
+resets, directions and dtypes is in ``test_cell_contract.py`` (for every linear cell)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import cells
@@ -76,52 +71,3 @@ def test_bad_hyperparameters_name_them():
         cells.make("lru", 4, normalization="batch")
     with pytest.raises(ValueError, match="state_size"):
         cells.make("lru", 4, state_size=0)
-
-
-@functools.cache
-def compiled(dtype_name, reverse):
-    dtype = jnp.float64 if dtype_name == "float64" else jnp.float32
-    cell = cells.make("lru", 3, state_size=4, r_min=0.6, r_max=0.99, param_dtype=dtype)
-
-    @jax.jit
-    def both(params, xs, lengths, resets, carry):
-        def run(params, xs, carry, path):
-            ys, final = rnnlab.unroll(
-                cell, params, xs, carry=carry, lengths=lengths, resets=resets,
-                reverse=reverse, path=path,
-            )  # fmt: skip
-            return jnp.sum(jnp.sin(ys)) + jnp.sum(jnp.abs(final) ** 2), (ys, final)
-
-        grad = jax.grad(run, argnums=(0, 1, 2), has_aux=True)
-        return [grad(params, xs, carry, path) for path in ("sequential", "parallel")]
-
-    return cell, both
-
-
-@settings(max_examples=8, deadline=None)
-@given(
-    dtype_name=st.sampled_from(["float32", "float64"]),
-    reverse=st.booleans(),
-    batch_shape=st.sampled_from([(3,), (2, 2)]),
-    seed=st.integers(0, 2**16),
-)
-def test_parallel_equals_sequential(dtype_name, reverse, batch_shape, seed):
-    """Values and gradients (params, inputs, initial carry) agree to 1e-5 in float32 and
-    1e-10 in float64, with random lengths (0 included) and resets."""
-    with jax.enable_x64(dtype_name == "float64"):
-        cell, both = compiled(dtype_name, reverse)
-        dtype = np.float64 if dtype_name == "float64" else np.float32
-        rng = np.random.default_rng(seed)
-        steps = 12
-        params = jax.tree.map(lambda p: p.astype(dtype), cell.init(jax.random.key(seed), 2))
-        xs = rng.standard_normal((*batch_shape, steps, 2)).astype(dtype)
-        lengths = rng.integers(0, steps + 1, batch_shape)
-        resets = rng.random((*batch_shape, steps)) < 0.2
-        carry = (rng.standard_normal((*batch_shape, 4)) + 1j * rng.standard_normal(
-            (*batch_shape, 4))).astype(np.complex128 if dtype_name == "float64" else np.complex64)
-        (seq_grads, seq_out), (par_grads, par_out) = both(params, xs, lengths, resets, carry)
-        tolerance = 1e-10 if dtype_name == "float64" else 1e-5
-        for got, want in zip(jax.tree.leaves((par_out, par_grads)),
-                             jax.tree.leaves((seq_out, seq_grads)), strict=True):  # fmt: skip
-            scale = max(1.0, float(np.max(np.abs(want))))
-            np.testing.assert_allclose(got, want, rtol=0, atol=tolerance * scale)

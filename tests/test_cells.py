@@ -223,7 +223,9 @@ def test_traced_recurrent_scale_and_forget_bias_under_vmap():
     biases = jnp.array([0.0, 1.0, 2.0])
 
     def run(scale, forget_bias):
-        cell = rnnlab.lstm(4, forget_bias=forget_bias, recurrent_init="orthogonal", recurrent_scale=scale)
+        cell = rnnlab.lstm(
+            4, forget_bias=forget_bias, recurrent_init="orthogonal", recurrent_scale=scale
+        )
         params = cell.init(key, 3)
         return params, rnnlab.unroll(cell, params, xs)[0]
 
@@ -231,9 +233,9 @@ def test_traced_recurrent_scale_and_forget_bias_under_vmap():
     # The outputs depend on the hyperparameters only through the params.
     unroll = jax.jit(functools.partial(rnnlab.unroll, rnnlab.lstm(4)))
     for index, (scale, bias) in enumerate(zip(scales.tolist(), biases.tolist(), strict=True)):
-        params = rnnlab.lstm(4, forget_bias=bias, recurrent_init="orthogonal", recurrent_scale=scale).init(
-            key, 3
-        )
+        params = rnnlab.lstm(
+            4, forget_bias=bias, recurrent_init="orthogonal", recurrent_scale=scale
+        ).init(key, 3)
         for name in params:
             np.testing.assert_allclose(swept_params[name][index], params[name], atol=1e-6)
         np.testing.assert_allclose(swept_ys[index], unroll(params, xs)[0], atol=1e-5)

@@ -187,7 +187,10 @@ def test_declared_recurrence_is_used(count_fused_calls):
 
     def step(params, h, x):
         h = jnp.sin(
-            x @ params["weight_ih"] + params["bias_ih"] + h @ params["weight_hh"] + params["bias_hh"]
+            x @ params["weight_ih"]
+            + params["bias_ih"]
+            + h @ params["weight_hh"]
+            + params["bias_hh"]
         )
         return h, h
 

@@ -26,7 +26,9 @@ def leaky(hidden_size, *, leak=0.5, scale=1.0):
         k_in, k_rec = jax.random.split(key)
         return {
             "W": jax.random.normal(k_in, (input_size, hidden_size)) / np.sqrt(input_size),
-            "U": scale * jax.random.normal(k_rec, (hidden_size, hidden_size)) / np.sqrt(hidden_size),
+            "U": scale
+            * jax.random.normal(k_rec, (hidden_size, hidden_size))
+            / np.sqrt(hidden_size),
         }
 
     def initial_carry(batch_shape=()):
@@ -158,9 +160,7 @@ def test_cli_takes_it_by_name(tmp_path):
 def test_sweep_vmaps_over_its_hyperparameter(strategy):
     """Oracle: each configuration trained alone, outside the sweep."""
     configs = configurations(product(leak=[0.2, 0.6], seed=seeds(1)))
-    result = run_sweep(
-        configs, TrainerBuilder(TINY), strategy=strategy, progress=False, workers=2
-    )
+    result = run_sweep(configs, TrainerBuilder(TINY), strategy=strategy, progress=False, workers=2)
     trainer = make_train(TrainConfig(**TINY))
     for config, row in zip(configs, result.rows, strict=True):
         hparams = {**trainer.default_hparams(), "leak": jnp.float32(config["leak"])}

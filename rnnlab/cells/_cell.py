@@ -149,9 +149,7 @@ class Cell:
         if self.dense is not None and not isinstance(self.dense, DenseRecurrence):
             raise ValueError(f"dense must be a DenseRecurrence, got {type(self.dense).__name__}")
         if self.linear is not None and not isinstance(self.linear, LinearRecurrence):
-            raise ValueError(
-                f"linear must be a LinearRecurrence, got {type(self.linear).__name__}"
-            )
+            raise ValueError(f"linear must be a LinearRecurrence, got {type(self.linear).__name__}")
         object.__setattr__(self, "hyperparameters", dict(self.hyperparameters))
         object.__setattr__(self, "exports", dict(self.exports))
 

@@ -68,8 +68,8 @@ def lru(
       "Resurrecting recurrent neural networks for long sequences", ICML 2023.
     """
     hidden_size = check_hidden_size(hidden_size)
-    state_size = hidden_size if state_size is None else _checks.positive_int(
-        "state_size", state_size
+    state_size = (
+        hidden_size if state_size is None else _checks.positive_int("state_size", state_size)
     )
     _checks.choice("normalization", normalization, NORMALIZATIONS)
     for argument, value in (("r_min", r_min), ("r_max", r_max)):

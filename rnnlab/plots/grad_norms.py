@@ -151,7 +151,8 @@ def decay_figure(panels: Mapping[str, Sequence[DecaySeries]], *, band: str, titl
         ax.set_xlabel("sequence length T")
         ax.legend(fontsize=8, loc="lower left")
     axes[0, 0].set_ylabel(
-        r"decay ratio $\|\partial L/\partial s_1\| \,/\, \|\partial L/\partial s_T\|$ (s: a carry leaf)"
+        r"decay ratio $\|\partial L/\partial s_1\| \,/\, \|\partial L/\partial s_T\|$"
+        " (s: a carry leaf)"
     )
     fig.suptitle(f"{title}\nmedian over seeds and inputs, band: {band}", fontsize=11)
     fig.tight_layout()

@@ -130,7 +130,9 @@ class TrainConfig:
         try:
             spec.make(self.hidden_size, **self.cell_options)
         except ValueError as error:
-            raise ValueError(f"cell {self.cell!r} with cell_options={self.cell_options}: {error}")
+            raise ValueError(
+                f"cell {self.cell!r} with cell_options={self.cell_options}: {error}"
+            ) from None
 
     @property
     def cell_spec(self):
@@ -277,7 +279,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
         help_text = f"default {field.default}"
         if field.name == "cell":
-            help_text = "a registered cell: " + ", ".join(_cell_names()) + f" (default {field.default})"
+            help_text = (
+                "a registered cell: " + ", ".join(_cell_names()) + f" (default {field.default})"
+            )
         parser.add_argument(flag, type=kind, default=field.default, choices=choices, help=help_text)
     parser.add_argument(
         "--import",
