@@ -33,3 +33,4 @@ register("irnn", "rnnlab.cells.rnn:rnn", presets=dict(activation="relu", recurre
 register("lstm", "rnnlab.cells.lstm:lstm")
 register("gru", "rnnlab.cells.gru:gru")
 register("lru", "rnnlab.cells.lru:lru")
+register("indrnn", "rnnlab.cells.indrnn:indrnn")
