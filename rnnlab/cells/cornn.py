@@ -76,7 +76,9 @@ def cornn(
       gamma: the restoring force ``gamma >= 0``; default 66 (adding task).
       epsilon: the damping ``epsilon >= 0``; default 15 (adding task).  The authors
         used ``dt = 0.076, gamma = 0.4, epsilon = 8`` for psMNIST.
-        ``dt``, ``gamma`` and ``epsilon`` may be arrays (sweeps vmap over them).
+        ``dt``, ``gamma`` and ``epsilon`` may be arrays (sweeps vmap over them); to
+        differentiate with respect to them, unroll with ``path="sequential"`` (the
+        fused path's custom VJP fails on closed-over tracers).
       param_dtype: dtype of the parameters and the carry.
 
     Returns:

@@ -79,8 +79,9 @@ def orthogonal(
     the optimizer's business, not the cell's.
 
     The step computes ``W`` from ``A``.  Forward, XLA hoists it out of the time loop;
-    backward, the gradient through ``expm`` (or the solve) is taken at every step, which
-    measured 18x slower than a precomputed ``W`` for H=64, T=1000 on CPU.
+    backward, the gradient through ``expm`` (or the solve) is taken at every step: a
+    training step measured 4x to 80x slower than with ``W`` computed once before the loop
+    (H=64, T=1000 and H=128, T=200 on a shared 2-core CPU).
 
     Args:
       hidden_size: ``H``.
