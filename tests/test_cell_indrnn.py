@@ -1,8 +1,8 @@
 """IndRNN against its equations, its gradient structure and its constraint.
 
-Oracles: a NumPy transcription of Li et al. 2018, eq. (2), stepped in float64 (with
+Oracles: a NumPy transcription of Li et al. 2018, stepped in float64 (with
 the constraint as NumPy's ``clip``); the closed form ``dh_T/dh_0 = diag(u^T)`` of a ReLU
-IndRNN whose units stay active (section 3.1 of the paper); the unconstrained cell's
+IndRNN whose units stay active (the paper's gradient analysis); the unconstrained cell's
 gradient, which the constrained one must equal inside and on the bound; order
 statistics of the uniform init.
 """

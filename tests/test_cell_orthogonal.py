@@ -129,6 +129,19 @@ def test_henaff_init_is_block_diagonal_rotations():
     np.testing.assert_allclose(numpy_orthogonal_matrix(skew, "exp"), want, atol=1e-12)
 
 
+def test_cayley_init_gives_rotations_by_its_angles_under_the_cayley_map():
+    """``s = -tan(t/2)`` with ``t ~ U(0, pi/2)``, so the Cayley map of each block is the
+    rotation with ``cos = (1 - s^2) / (1 + s^2) = cos t`` in ``[0, 1]``."""
+    cell = cells.make("orthogonal", 6, skew_init="cayley", parametrization="cayley")
+    raw = np.asarray(cell.init(jax.random.key(9), FEATURES)["skew"], np.float64)
+    values = raw[[0, 2, 4], [1, 3, 5]]
+    assert np.all((values >= -1.0) & (values <= 0.0))
+    weight = numpy_orthogonal_matrix(raw, "cayley")
+    cosines = (1 - values**2) / (1 + values**2)
+    np.testing.assert_allclose(np.diag(weight), np.repeat(cosines, 2), atol=1e-12)
+    np.testing.assert_allclose(weight[[0, 2, 4], [1, 3, 5]], np.sqrt(1 - cosines**2), atol=1e-12)
+
+
 def test_norms_are_preserved_forward_and_backward_over_1000_steps():
     """modReLU with ``b = 0`` is the identity, so with zero inputs ``h_t = h_0 W^t``:
     ``||h_T|| = ||h_0||`` and ``||dL/dh_0|| = ||dL/dh_T||`` for ``L = <c, h_T>``."""

@@ -40,7 +40,7 @@ def indrnn(
     so ``dh_t/dh_{t-1} = diag(sigma'(.) u)`` and the gradient through ``k`` steps of
     unit ``i`` is a product of ``k`` scalars ``sigma' u_i``.  With ReLU it is ``u_i^k``
     while the unit is active: keeping ``|u_i|`` in ``[(1/m)^{1/T}, m^{1/T}]`` keeps it in
-    ``[1/m, m]`` over ``T`` steps (the paper's constraint, section 3.1).
+    ``[1/m, m]`` over ``T`` steps (the paper's constraint on ``|u|``).
 
     Choices, following the authors' code (Sunnydreamrain/IndRNN_Theano_Lasagne,
     ``adding.py``): ``u ~ U(recurrent_min, recurrent_max)``, ``W ~ N(0, input_std^2)``,
@@ -50,8 +50,9 @@ def indrnn(
     README suggests ``[-1, 1]`` for very long sequences, the default here.  A cell cannot
     act between optimizer steps, so with ``constrain`` the step itself uses
     ``clip(u, -recurrent_max, recurrent_max)``: the same function of the input, but a
-    ``u`` pushed past the bound keeps the bound's value and gets no gradient until an
-    update moves it back, where projected gradient descent would hold it on the bound.
+    ``u`` pushed past the bound acts as the bound and gets no gradient (only momentum or
+    weight decay move it back), where projected gradient descent would keep it on the
+    bound, free to move inward.
 
     Args:
       hidden_size: ``H``.

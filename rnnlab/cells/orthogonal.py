@@ -1,4 +1,4 @@
-"""Orthogonal RNN, parametrized by a skew-symmetric matrix (expRNN; Lezcano-Casado 2019)."""
+"""Orthogonal RNN parametrized by a skew-symmetric matrix (Lezcano-Casado & Martinez-Rubio 2019)."""
 
 from __future__ import annotations
 
