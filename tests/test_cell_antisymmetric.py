@@ -80,6 +80,7 @@ def test_unroll_equals_numpy_transcription(gated, epsilon, gamma):
         dict(gamma=-0.1),
         dict(recurrent_std=-1.0),
         dict(gated="yes"),
+        dict(epsilon=True),
     ],
 )
 def test_bad_hyperparameters_raise_naming_them(bad):

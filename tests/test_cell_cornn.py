@@ -70,7 +70,15 @@ def test_unroll_equals_numpy_transcription(hyper):
 
 @pytest.mark.parametrize(
     "bad",
-    [dict(dt=0.0), dict(dt=-0.1), dict(dt=float("nan")), dict(gamma=-1.0), dict(epsilon=-0.5)],
+    [
+        dict(dt=0.0),
+        dict(dt=-0.1),
+        dict(dt=float("nan")),
+        dict(dt="fast"),
+        dict(gamma=-1.0),
+        dict(gamma=True),
+        dict(epsilon=-0.5),
+    ],
 )
 def test_bad_hyperparameters_raise_naming_them(bad):
     (name,) = bad

@@ -68,6 +68,7 @@ def test_unroll_equals_numpy_transcription(activation):
         dict(recurrent_min=1.2),
         dict(input_std=-0.1),
         dict(constrain="yes"),
+        dict(recurrent_max="1"),
     ],
 )
 def test_bad_hyperparameters_raise_naming_them(bad):

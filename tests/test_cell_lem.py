@@ -84,7 +84,7 @@ def test_unroll_equals_numpy_transcription(dt):
     np.testing.assert_allclose(final.z, [z for _, z in finals], atol=2e-6)
 
 
-@pytest.mark.parametrize("dt", [0.0, -0.1, 1.5, float("inf")])
+@pytest.mark.parametrize("dt", [0.0, -0.1, 1.5, float("inf"), "0.1", None])
 def test_bad_dt_raises_naming_it(dt):
     with pytest.raises(ValueError, match="dt"):
         cells.make("lem", HIDDEN, dt=dt)

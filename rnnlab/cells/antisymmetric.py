@@ -15,8 +15,9 @@ from rnnlab.cells._cell import Cell, check_hidden_size, check_input_size
 def _check(argument, value, **bounds):
     # TODO(core): a tracer-aware check in rnnlab._checks would serve every cell; traced
     # hyperparameters (sweeps) are not checked here.
-    if not isinstance(value, jax.core.Tracer) and jnp.ndim(value) == 0:
-        _checks.number(argument, float(value), **bounds)
+    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
+        return
+    _checks.number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
 
 
 def antisymmetric(
