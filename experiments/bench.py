@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-SECTIONS = ("timing", "flops", "memory", "compile", "gpu", "allocator", "flags")
+SECTIONS = ("timing", "flops", "memory", "compile", "paths", "gpu", "allocator", "flags")
 CELLS = ("lstm", "gru", "rnn")
 FLAG_VARIANTS = (
     "",
@@ -364,6 +364,54 @@ def memory_section(args):
     return rows
 
 
+def paths_section(args, progress=None):
+    """Sequential ``lax.scan`` against the parallel associative scan, for every registered
+    cell with a :class:`~rnnlab.cells.LinearRecurrence`, forward and training step.
+
+    Shape: B=16, F=H=64 (the LRU's state N=64), T in {256, 1024, 4096, 16384}; the
+    two paths are timed interleaved in one process.  This table is the measurement
+    behind ``rnnlab.unrolling.AUTO_PREFERENCE`` on this backend.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import rnnlab
+
+    lengths = [64, 256] if args.quick else [256, 1024, 4096, 16384]
+    batch, width = (4, 16) if args.quick else (16, 64)
+    linear = [n for n in rnnlab.cells.available() if rnnlab.cells.make(n, 2).linear is not None]
+    rows = []
+    for name in linear:
+        cell = rnnlab.cells.make(name, width)
+        params = cell.init(jax.random.key(0), width)
+        for steps in lengths:
+            xs = jax.random.normal(jax.random.key(1), (batch, steps, width))
+            systems = {}
+            for path in ("sequential", "parallel"):
+
+                def infer(params, xs, path=path):
+                    return rnnlab.unroll(cell, params, xs, path=path)[0]
+
+                def loss(params, xs, infer=infer):
+                    return jnp.mean(infer(params, xs) ** 2)
+
+                train = jax.jit(jax.grad(loss)).lower(params, xs).compile()
+                forward = jax.jit(infer).lower(params, xs).compile()
+                systems[f"{path}/train"] = lambda f=train: jax.block_until_ready(f(params, xs))
+                systems[f"{path}/infer"] = lambda f=forward: jax.block_until_ready(f(params, xs))
+            timed = interleaved(systems, args.reps)
+            for mode in ("train", "infer"):
+                ms = {p: 1e3 * float(np.median(timed[f"{p}/{mode}"]["seconds"]))
+                      for p in ("sequential", "parallel")}  # fmt: skip
+                rows.append({"cell": name, "mode": mode, "T": steps, "B": batch, "H": width,
+                             "sequential_ms": ms["sequential"], "parallel_ms": ms["parallel"],
+                             "parallel_over_sequential": ms["parallel"] / ms["sequential"],
+                             "backend": jax.default_backend()})  # fmt: skip
+            if progress is not None:
+                progress.update(1, cell=name, T=steps)
+    return rows
+
+
 def peak_matmul(args, size=2048):
     import jax
     import jax.numpy as jnp
@@ -525,6 +573,19 @@ def write_report(summary: dict, command: str) -> str:
                 for s in ("rnnlab", "rnnlab-remat", "flax")
             ]
             parts.append(f"| {row['T']} | {' | '.join(cells)} |")
+    if "paths" in summary:
+        parts += [
+            "",
+            "## Sequential against parallel (associative) scan, linear cells, ms",
+            "",
+            "| cell | mode | T | sequential | parallel | parallel / sequential |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in summary["paths"]:
+            parts.append(
+                f"| {row['cell']} | {row['mode']} | {row['T']} | {row['sequential_ms']:.2f} | "
+                f"{row['parallel_ms']:.2f} | {row['parallel_over_sequential']:.2f}x |"
+            )
     if "memory" in summary:
         parts += [
             "",
@@ -659,6 +720,8 @@ def main(argv=None):
             summary["flops"]["rows"] = flops_rows(summary)
         elif section == "compile":
             summary["compile"] = compile_section(args)
+        elif section == "paths":
+            summary["paths"] = paths_section(args)
         elif section == "memory":
             summary["memory"] = memory_section(args)
         elif section == "allocator":
