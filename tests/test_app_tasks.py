@@ -27,6 +27,13 @@ SHAKESPEARE_SHA256 = "70ce81ee02d29925608d17b6bbdeaf33a1c812bab498e60a3840c6f823
 
 
 @pytest.fixture(autouse=True)
+def strict_promotion():
+    """Every JAX computation here runs with strict dtype promotion: no silent upcasts."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every loader reads shipped files: any connection attempt fails the test."""
 
@@ -358,3 +365,19 @@ def test_invalid_options_name_the_field(build, field):
     """Oracle: each factory's documented constraints."""
     with pytest.raises(ValueError, match=field):
         build()
+
+
+def test_real_data_sampling_is_jittable_and_vmappable():
+    """Oracle: chex shapes of vmapped, jitted sampling (the engine vmaps whole runs over
+    seeds), with lengths carried for variable-length data."""
+    keys = jax.random.split(jax.random.key(2), 3)
+    for task, has_lengths in (
+        (tasks.make_task("japanese_vowels"), True),
+        (tasks.make_task("bach_chorales", 24), True),
+        (tasks.make_task("ecg_anomaly", 16), False),
+    ):
+        batch = jax.jit(jax.vmap(lambda key, task=task: task.sample(key, 4)))(keys)
+        chex.assert_shape(batch.inputs, (3, 4, task.steps, task.input_size))
+        assert (batch.lengths is not None) == has_lengths
+        if has_lengths:
+            assert int(batch.lengths.max()) <= task.steps and int(batch.lengths.min()) >= 1
