@@ -208,8 +208,9 @@ def check_int(name: str, value, minimum: int, why: str = "") -> int:
 
 def check_fraction(name: str, value, *, allow_zero: bool = False) -> float:
     """Returns ``value`` if it lies in ``(0, 1)`` (``[0, 1)`` with ``allow_zero``)."""
-    low_ok = value >= 0.0 if allow_zero else value > 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (low_ok and value < 1):
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    low = 0.0 if allow_zero else math.nextafter(0.0, 1.0)
+    if not number or not low <= value < 1.0:
         interval = "[0, 1)" if allow_zero else "(0, 1)"
         raise ValueError(f"{name} must lie in {interval}, got {value!r}")
     return float(value)

@@ -190,7 +190,8 @@ def _position_frequencies(min_digits: int, max_digits: int) -> np.ndarray:
     The digit count ``c`` is uniform on ``[min_digits, max_digits]``; position ``j``
     holds a digit when ``j < c`` (the leading one uniform on 1..9, or 0..9 when
     ``c = 1``; the others uniform on 0..9), ``</s>`` when ``j = c``, else ``<pad>``.
-    A tiny floor keeps impossible tokens finite.
+    The 20% of numbers from 100 up that are held out are ignored: the hash spreads
+    them evenly over the digits.  A tiny floor keeps impossible tokens finite.
     """
     frequencies = np.full((max_digits + 1, len(TARGET_VOCABULARY)), 1e-9)
     counts = range(min_digits, max_digits + 1)
