@@ -16,10 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rnnlab import tasks
 from rnnlab.tasks import anomaly, chorales, forecasting, text, translation
-from rnnlab.tasks.base import Batch
+from rnnlab.tasks.base import Batch, stratified_split
 from rnnlab.tasks.classification import logistic_regression_baseline
 
 #: sha256 of the shipped Shakespeare text, printed by experiments/apps/make_data.py.
@@ -381,3 +383,20 @@ def test_real_data_sampling_is_jittable_and_vmappable():
         assert (batch.lengths is not None) == has_lengths
         if has_lengths:
             assert int(batch.lengths.max()) <= task.steps and int(batch.lengths.min()) >= 1
+
+
+@given(
+    labels=st.lists(st.integers(0, 4), min_size=1, max_size=60),
+    fraction=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**16),
+)
+def test_stratified_split_holds_out_round_fraction_of_each_class(labels, fraction, seed):
+    """Oracle: the definition — disjoint index sets covering every row, with
+    round(fraction * n_c) rows of each class c held out."""
+    labels = np.array(labels)
+    kept, held_out = stratified_split(labels, fraction, seed)
+    assert not set(kept) & set(held_out)
+    np.testing.assert_array_equal(np.sort(np.concatenate([kept, held_out])), np.arange(len(labels)))
+    for label in np.unique(labels):
+        expected = int(round(fraction * np.sum(labels == label)))
+        assert np.sum(labels[held_out] == label) == expected
