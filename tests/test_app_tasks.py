@@ -400,3 +400,37 @@ def test_stratified_split_holds_out_round_fraction_of_each_class(labels, fractio
     for label in np.unique(labels):
         expected = int(round(fraction * np.sum(labels == label)))
         assert np.sum(labels[held_out] == label) == expected
+
+
+def _midi_roll(path, frames: int) -> np.ndarray:
+    """A MIDI file's notes as an eighth-note roll, read from the raw note-on/off events."""
+    import music21
+
+    midi = music21.midi.MidiFile()
+    midi.open(str(path))
+    midi.read()
+    midi.close()
+    ticks_per_frame = midi.ticksPerQuarterNote // 2
+    roll = np.zeros((frames, 88), bool)
+    for track in midi.tracks:
+        time, sounding = 0, {}
+        for event in track.events:
+            if event.type == "DeltaTime":
+                time += event.time
+            elif event.isNoteOn():
+                sounding[event.pitch] = time
+            elif event.isNoteOff():
+                start = sounding.pop(event.pitch)
+                roll[start // ticks_per_frame : time // ticks_per_frame, event.pitch - 21] = True
+    return roll
+
+
+def test_a_piano_roll_survives_a_midi_round_trip(tmp_path):
+    """Oracle: quantizing the score of a roll gives the roll back, and the MIDI file music21
+    writes from it holds exactly those notes (read from its raw note-on/off events)."""
+    roll = chorales.load_chorale_rolls()[1][0]
+    score = chorales.roll_to_score(roll)
+    np.testing.assert_array_equal(chorales.piano_roll(score), roll)
+    path = tmp_path / "chorale.mid"
+    score.write("midi", fp=str(path))
+    np.testing.assert_array_equal(_midi_roll(path, len(roll)), roll)

@@ -48,6 +48,7 @@ __all__ = [
     "parse_chorale_rolls",
     "piano_roll",
     "prior_nll",
+    "roll_to_score",
     "save_chorale_rolls",
 ]
 
@@ -77,6 +78,33 @@ def piano_roll(score) -> np.ndarray:
                 raise ValueError(f"MIDI pitch {pitch.midi} lies outside the piano (21..108)")
             roll[first:stop, key] = True
     return roll
+
+
+def roll_to_score(roll: np.ndarray):
+    """A music21 score of a ``[T, 88]`` piano roll: each run of frames a key is on is one
+    note (eighth-note frames), so ``piano_roll(roll_to_score(roll)) == roll``.
+
+    ``roll_to_score(roll).write("midi", fp=path)`` writes a MIDI file (offline).
+    """
+    music21 = import_optional("music21")
+    roll = np.asarray(roll, bool)
+    part = music21.stream.Part()
+    padded = np.concatenate([np.zeros((1, KEYS), bool), roll, np.zeros((1, KEYS), bool)])
+    changes = np.diff(padded.astype(np.int8), axis=0)
+    for key in range(KEYS):
+        starts = np.flatnonzero(changes[:, key] == 1)
+        stops = np.flatnonzero(changes[:, key] == -1)
+        for start, stop in zip(starts, stops, strict=True):
+            note = music21.note.Note(midi=key + LOWEST_MIDI)
+            note.quarterLength = Fraction(int(stop - start), FRAMES_PER_QUARTER)
+            part.insert(Fraction(int(start), FRAMES_PER_QUARTER), note)
+    if len(roll):
+        # A final rest keeps trailing silent frames in the score's length.
+        rest = music21.note.Rest(quarterLength=Fraction(1, FRAMES_PER_QUARTER))
+        part.insert(Fraction(len(roll) - 1, FRAMES_PER_QUARTER), rest)
+    score = music21.stream.Score()
+    score.insert(0, part)
+    return score
 
 
 def parse_chorale_rolls(numbers=None) -> tuple[list[str], list[np.ndarray]]:
