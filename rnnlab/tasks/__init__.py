@@ -1,4 +1,4 @@
-"""Sequence tasks: synthetic long-range problems and small real data sets shipped in packages.
+"""Sequence tasks: synthetic long-range problems and real data shipped in packages or the repo.
 
 Every task is a :class:`Task` record: a pure, jittable ``sample(key, batch_size)``,
 its loss, its headline metric and the closed-form loss of the trivial predictor
@@ -11,27 +11,39 @@ import difflib
 import inspect
 
 from rnnlab.tasks.adding import adding, multiplication
+from rnnlab.tasks.anomaly import ecg_anomaly
 from rnnlab.tasks.base import Batch, Task
+from rnnlab.tasks.chorales import bach_chorales
 from rnnlab.tasks.copying import copying
 from rnnlab.tasks.digits import digits
 from rnnlab.tasks.forecasting import sunspots
 from rnnlab.tasks.latch import latch
+from rnnlab.tasks.mnist1d import mnist1d
 from rnnlab.tasks.temporal_order import temporal_order
-from rnnlab.tasks.text import char_lm, dyck_text, generate
+from rnnlab.tasks.text import char_lm, dyck_text, generate, shakespeare
+from rnnlab.tasks.translation import number_words_to_digits
+from rnnlab.tasks.uea import basic_motions, japanese_vowels
 
 __all__ = [
     "TASKS",
     "Batch",
     "Task",
     "adding",
+    "bach_chorales",
+    "basic_motions",
     "char_lm",
     "copying",
     "digits",
     "dyck_text",
+    "ecg_anomaly",
     "generate",
+    "japanese_vowels",
     "latch",
     "make_task",
+    "mnist1d",
     "multiplication",
+    "number_words_to_digits",
+    "shakespeare",
     "sunspots",
     "temporal_order",
 ]
@@ -46,6 +58,14 @@ TASKS = {
     "digits": digits,
     "sunspots": sunspots,
     "char_lm": char_lm,
+    # Applications on real data (rnnlab[apps]; see each module's docstring).
+    "japanese_vowels": japanese_vowels,
+    "basic_motions": basic_motions,
+    "mnist1d": mnist1d,
+    "bach_chorales": bach_chorales,
+    "shakespeare": shakespeare,
+    "translation": number_words_to_digits,
+    "ecg_anomaly": ecg_anomaly,
 }
 
 

