@@ -16,6 +16,7 @@ Map of the package:
 - :mod:`rnnlab.train`: ``make_train(config)`` (one compiled loop) and the resumable runner.
 - :mod:`rnnlab.sweep`: search spaces, vmapped/sharded sweeps, results and importance analysis.
 - :mod:`rnnlab.nn`: Flax NNX modules over the pure cells and layers.
+- :mod:`rnnlab.seq2seq`: an encoder-decoder with additive attention (Bahdanau et al. 2015).
 - :mod:`rnnlab.interop`: weights to and from ``torch.nn`` and ``flax`` cells.
 """
 
@@ -29,6 +30,7 @@ from rnnlab import (
     nn,
     parallel,
     runtime,
+    seq2seq,
     sweep,
     tasks,
     train,
@@ -61,6 +63,7 @@ __all__ = [
     "recurrent",
     "rnn",
     "runtime",
+    "seq2seq",
     "stacked",
     "sweep",
     "tasks",

@@ -87,3 +87,23 @@ def number(
             parts.append(f"{'<' if strict_maximum else '<='} {maximum:g}")
         raise ValueError(f"{argument} must be {' and '.join(parts)}, got {value!r}")
     return float(value)
+
+
+def concrete(value):
+    """A Python scalar to validate, or ``None`` for a traced or batched value (a sweep's).
+
+    Hyperparameters that sweeps vary arrive as tracers (under ``jit``/``vmap``) or as
+    arrays with a batch axis; those are not checked here.
+    """
+    import jax
+
+    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
+        return None
+    return value.item() if isinstance(value, jax.Array) else value
+
+
+def hyperparameter(argument: str, value, **bounds) -> None:
+    """:func:`number` for a concrete hyperparameter; traced or batched values pass."""
+    scalar = concrete(value)
+    if scalar is not None:
+        number(argument, scalar, **bounds)

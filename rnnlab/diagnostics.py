@@ -136,6 +136,7 @@ def _perturbed_cell(cell: Cell, flat: _Flat) -> Cell:
         init=cell.init,
         initial_carry=cell.initial_carry,
         step=step,
+        prepare=cell.prepare,
     )
 
 

@@ -90,62 +90,74 @@ def fused_scan(
       float32 rounding.
     """
     hidden, pointwise, additive, pointwise_vjp = recurrence
-    if pointwise_vjp is None:
+    weights = tuple(params[name] for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
+    # Traced values the pointwise part closes over (a swept or differentiated
+    # hyperparameter such as coRNN's dt) become explicit inputs with their own gradients.
+    gates = jax.ShapeDtypeStruct(inputs.shape[1:-1] + weights[2].shape[-1:], weights[2].dtype)
+    pointwise, consts = jax.closure_convert(pointwise, gates, gates, carry)
+    if consts:
+        additive, pointwise_vjp = False, None  # the general pullback also gives d consts
+    elif pointwise_vjp is None:
         pointwise_vjp = lambda s, c: jax.vjp(lambda s, c: pointwise(s, 0.0, c), s, c)  # noqa: E731
     # hidden() is linear (it selects part of the carry); its transpose maps dh to d carry.
     hidden_transpose = jax.linear_transpose(hidden, carry)
 
-    def forward(weights, inputs, carry, save):
+    def forward(weights, inputs, carry, consts, save):
         weight_ih, bias_ih, weight_hh, bias_hh = weights
 
         def body(c, x_t):
             px_t = x_t @ weight_ih + bias_ih
             hh_t = hidden(c) @ weight_hh + bias_hh
             if not save:
-                new_c, y = pointwise(px_t, hh_t, c)
+                new_c, y = pointwise(px_t, hh_t, c, *consts)
                 return new_c, (y, None)
             # Save the pullback of the pointwise part: its residuals (the gate
             # activations) are stacked over time, so the backward recomputes nothing.
             if additive:
                 (new_c, y), pullback = pointwise_vjp(px_t + hh_t, c)
             else:
-                (new_c, y), pullback = jax.vjp(pointwise, px_t, hh_t, c)
+                (new_c, y), pullback = jax.vjp(pointwise, px_t, hh_t, c, *consts)
             return new_c, (y, (hidden(c), pullback))
 
         final, (ys, saved) = jax.lax.scan(body, carry, inputs, reverse=reverse)
         return final, ys, saved
 
     @jax.custom_vjp
-    def run(weights, inputs, carry):
-        final, ys, _ = forward(weights, inputs, carry, save=False)
+    def run(weights, inputs, carry, consts):
+        final, ys, _ = forward(weights, inputs, carry, consts, save=False)
         return final, ys
 
-    def run_forward(weights, inputs, carry):
-        final, ys, saved = forward(weights, inputs, carry, save=True)
-        return (final, ys), (weights, inputs, saved)
+    def run_forward(weights, inputs, carry, consts):
+        final, ys, saved = forward(weights, inputs, carry, consts, save=True)
+        return (final, ys), (weights, inputs, saved, consts)
 
     def run_backward(residuals, cotangents):
-        (weight_ih, bias_ih, weight_hh, _), inputs, (hidden_prev, pullbacks) = residuals
+        (weight_ih, bias_ih, weight_hh, _), inputs, (hidden_prev, pullbacks), consts = residuals
         d_final, d_ys = cotangents
 
-        def body(d_carry, scanned):
+        def body(state, scanned):
+            d_carry, d_consts = state
             pullback, dy_t = scanned
             if additive:
                 d_hh, d_c = pullback((d_carry, dy_t))
                 emitted = d_hh
             else:
-                d_px, d_hh, d_c = pullback((d_carry, dy_t))
+                d_px, d_hh, d_c, *d_k = pullback((d_carry, dy_t))
+                d_consts = _tree_add(d_consts, tuple(d_k))
                 emitted = (d_px, d_hh)
             (d_c_hidden,) = hidden_transpose(d_hh @ weight_hh.T)
-            return _tree_add(d_c, d_c_hidden), emitted
+            return (_tree_add(d_c, d_c_hidden), d_consts), emitted
 
-        d_carry, emitted = jax.lax.scan(body, d_final, (pullbacks, d_ys), reverse=not reverse)
+        zero_consts = tuple(jnp.zeros_like(k) for k in consts)
+        (d_carry, d_consts), emitted = jax.lax.scan(
+            body, (d_final, zero_consts), (pullbacks, d_ys), reverse=not reverse
+        )
         d_px, d_hh = (emitted, emitted) if additive else emitted
         d_hidden_weights = (_outer_sum(hidden_prev, d_hh), _sum_to_last(d_hh))
         # The input projection's gradients, as two large matmuls after the loop.
         d_input_weights = (_outer_sum(inputs, d_px), _sum_to_last(d_px))
-        return (*d_input_weights, *d_hidden_weights), d_px @ weight_ih.T, d_carry
+        d_weights = (*d_input_weights, *d_hidden_weights)
+        return d_weights, d_px @ weight_ih.T, d_carry, d_consts
 
     run.defvjp(run_forward, run_backward)
-    weights = tuple(params[name] for name in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
-    return run(weights, inputs, carry)
+    return run(weights, inputs, carry, tuple(consts))

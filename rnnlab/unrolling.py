@@ -284,6 +284,8 @@ def unroll(
         ),
     )
     xs = xs.astype(_compute_dtype(params, xs))
+    if cell.prepare is not None:
+        params = cell.prepare(params)
     batch_shape, steps = xs.shape[:-2], xs.shape[-2]
     batch_ndim = len(batch_shape)
     if carry is None:

@@ -112,6 +112,10 @@ class Cell:
       dense: optional :class:`DenseRecurrence` (the fused path of :mod:`rnnlab.fused`).
       linear: optional :class:`LinearRecurrence` (the parallel path of
         :mod:`rnnlab.parallel`).
+      prepare: optional ``prepare(params) -> params``: work that depends on the params
+        only, done once per sequence instead of once per step (e.g. the orthogonal cell's
+        ``W = expm(A - A^T)``).  :func:`rnnlab.unroll` calls ``step`` with
+        ``prepare(params)``, so ``step`` must accept both the raw and the prepared params.
       exports: optional facts for :mod:`rnnlab.interop`, e.g. ``{"torch": "LSTM"}``:
         the other frameworks' modules that compute exactly this cell.  A cell without
         an entry cannot be exported there.
@@ -131,6 +135,7 @@ class Cell:
     hyperparameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dense: DenseRecurrence | None = None
     linear: LinearRecurrence | None = None
+    prepare: Callable[[Params], Params] | None = None
     exports: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -142,7 +147,7 @@ class Cell:
         for field in ("init", "initial_carry", "step"):
             if not callable(getattr(self, field)):
                 raise ValueError(f"{field} must be callable, got {getattr(self, field)!r}")
-        for field in ("output", "input_size", "recurrent_weight"):
+        for field in ("output", "input_size", "recurrent_weight", "prepare"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise ValueError(f"{field} must be callable or None, got {value!r}")

@@ -19,7 +19,7 @@ def make_cell(
     init,
     initial_carry,
     coefficients,
-    output,
+    output=None,
     log_space: bool = False,
     input_size=None,
     hyperparameters,
@@ -27,8 +27,13 @@ def make_cell(
     """A :class:`Cell` whose step is ``h_t = a_t * h_{t-1} + b_t``, ``y_t = output(h_t, x_t)``.
 
     With ``log_space`` the coefficients are ``(log a_t, log b_t)`` and the step
-    exponentiates them; the carry stays in linear space.
+    exponentiates them; the carry stays in linear space.  ``output`` defaults to ``h``.
     """
+    if output is None:
+
+        def output(params, h, x):
+            del params, x
+            return h
 
     def step(params, h, x):
         a, b = coefficients(params, x)

@@ -12,14 +12,6 @@ from rnnlab.cells import _dense
 from rnnlab.cells._cell import Cell, check_hidden_size, check_input_size
 
 
-def _check(argument, value, **bounds):
-    # TODO(core): a tracer-aware check in rnnlab._checks would serve every cell; traced
-    # hyperparameters (sweeps) are not checked here.
-    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
-        return
-    _checks.number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
-
-
 def antisymmetric(
     hidden_size: int,
     *,
@@ -72,9 +64,9 @@ def antisymmetric(
       on Recurrent Neural Networks", ICLR 2019.  arXiv:1902.09689.
     """
     hidden_size = check_hidden_size(hidden_size)
-    _check("epsilon", epsilon, minimum=0.0, strict_minimum=True)
-    _check("gamma", gamma, minimum=0.0)
-    _check("recurrent_std", recurrent_std, minimum=0.0)
+    _checks.hyperparameter("epsilon", epsilon, minimum=0.0, strict_minimum=True)
+    _checks.hyperparameter("gamma", gamma, minimum=0.0)
+    _checks.hyperparameter("recurrent_std", recurrent_std, minimum=0.0)
     if not isinstance(gated, bool):
         raise ValueError(f"gated must be a bool, got {gated!r}")
     width = 2 * hidden_size if gated else hidden_size

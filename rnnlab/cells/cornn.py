@@ -30,14 +30,6 @@ def _output(params, carry: CoRNNCarry, x):
     return carry.y
 
 
-def _check(argument, value, **bounds):
-    # TODO(core): a tracer-aware check in rnnlab._checks would serve every cell; traced
-    # hyperparameters (sweeps) are not checked here.
-    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
-        return
-    _checks.number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
-
-
 def cornn(
     hidden_size: int,
     *,
@@ -77,9 +69,8 @@ def cornn(
       gamma: the restoring force ``gamma >= 0``; default 66 (adding task).
       epsilon: the damping ``epsilon >= 0``; default 15 (adding task).  The authors
         used ``dt = 0.076, gamma = 0.4, epsilon = 8`` for psMNIST.
-        ``dt``, ``gamma`` and ``epsilon`` may be arrays (sweeps vmap over them); to
-        differentiate with respect to them, unroll with ``path="sequential"`` (the
-        fused path's custom VJP fails on closed-over tracers).
+        ``dt``, ``gamma`` and ``epsilon`` may be arrays: sweeps vmap over them, and
+        they are differentiable on every path.
       param_dtype: dtype of the parameters and the carry.
 
     Returns:
@@ -91,9 +82,9 @@ def cornn(
       ICLR 2021.  arXiv:2010.00951.
     """
     hidden_size = check_hidden_size(hidden_size)
-    _check("dt", dt, minimum=0.0, strict_minimum=True)
-    _check("gamma", gamma, minimum=0.0)
-    _check("epsilon", epsilon, minimum=0.0)
+    _checks.hyperparameter("dt", dt, minimum=0.0, strict_minimum=True)
+    _checks.hyperparameter("gamma", gamma, minimum=0.0)
+    _checks.hyperparameter("epsilon", epsilon, minimum=0.0)
 
     def init(key, input_size):
         input_size = check_input_size(input_size)

@@ -12,14 +12,6 @@ from rnnlab.cells._cell import Cell, check_hidden_size, check_input_size
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh}
 
 
-def _check(argument, value, **bounds):
-    # TODO(core): a tracer-aware check in rnnlab._checks would serve every cell; traced
-    # hyperparameters (sweeps) are not checked here.
-    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
-        return
-    _checks.number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
-
-
 def _concrete(*values) -> bool:
     return not any(isinstance(v, jax.core.Tracer) or jnp.ndim(v) for v in values)
 
@@ -79,9 +71,9 @@ def indrnn(
     """
     hidden_size = check_hidden_size(hidden_size)
     _checks.choice("activation", activation, ACTIVATIONS)
-    _check("recurrent_max", recurrent_max, minimum=0.0, strict_minimum=True)
-    _check("recurrent_min", recurrent_min)
-    _check("input_std", input_std, minimum=0.0)
+    _checks.hyperparameter("recurrent_max", recurrent_max, minimum=0.0, strict_minimum=True)
+    _checks.hyperparameter("recurrent_min", recurrent_min)
+    _checks.hyperparameter("input_std", input_std, minimum=0.0)
     if _concrete(recurrent_min, recurrent_max) and not (
         -float(recurrent_max) <= float(recurrent_min) <= float(recurrent_max)
     ):

@@ -25,14 +25,6 @@ def _output(params, carry: LEMCarry, x):
     return carry.y
 
 
-def _check(argument, value, **bounds):
-    # TODO(core): a tracer-aware check in rnnlab._checks would serve every cell; traced
-    # hyperparameters (sweeps) are not checked here.
-    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
-        return
-    _checks.number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
-
-
 def lem(hidden_size: int, *, dt=0.0242, param_dtype=jnp.float32) -> Cell:
     r"""LEM: two coupled ODEs whose time steps are learned per unit and per step::
 
@@ -73,7 +65,7 @@ def lem(hidden_size: int, *, dt=0.0242, param_dtype=jnp.float32) -> Cell:
       Sequence Modeling", ICLR 2022.  arXiv:2110.04744.
     """
     hidden_size = check_hidden_size(hidden_size)
-    _check("dt", dt, minimum=0.0, maximum=1.0, strict_minimum=True)
+    _checks.hyperparameter("dt", dt, minimum=0.0, maximum=1.0, strict_minimum=True)
     bound = 1.0 / math.sqrt(hidden_size)
     shapes = lambda f: {  # noqa: E731
         "weight_ih": (f, 4 * hidden_size),

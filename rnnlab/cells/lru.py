@@ -72,12 +72,11 @@ def lru(
         hidden_size if state_size is None else _checks.positive_int("state_size", state_size)
     )
     _checks.choice("normalization", normalization, NORMALIZATIONS)
-    for argument, value in (("r_min", r_min), ("r_max", r_max)):
-        if not isinstance(value, jax.core.Tracer) and jnp.ndim(value) == 0:
-            _checks.number(argument, float(value), minimum=0.0, maximum=1.0)
-    if not any(isinstance(v, jax.core.Tracer) or jnp.ndim(v) for v in (r_min, r_max)):
-        if float(r_min) >= float(r_max):
-            raise ValueError(f"r_min={r_min} must be below r_max={r_max}")
+    _checks.hyperparameter("r_min", r_min, minimum=0.0, maximum=1.0)
+    _checks.hyperparameter("r_max", r_max, minimum=0.0, maximum=1.0)
+    low, high = _checks.concrete(r_min), _checks.concrete(r_max)
+    if low is not None and high is not None and low >= high:
+        raise ValueError(f"r_min={r_min} must be below r_max={r_max}")
     complex_dtype = jnp.complex128 if jnp.dtype(param_dtype) == jnp.float64 else jnp.complex64
 
     def init(key, input_size):

@@ -56,7 +56,6 @@ def make_min_cell(
         init=init,
         initial_carry=initial_carry,
         coefficients=coefficients,
-        output=lambda params, h, x: h,
         log_space=True,
         input_size=lambda params: params["weight"].shape[-2],
         hyperparameters=dict(hidden_size=hidden_size, **hyperparameters),

@@ -123,8 +123,14 @@ def orthogonal(
         skew = skew_symmetric(params["skew"])
         return _expm(skew) if parametrization == "exp" else cayley(skew)
 
+    def prepare(params):
+        # W = expm(S) once per sequence: its gradient then goes through expm once, not
+        # at every step (measured 4-80x faster training steps at T=200-1000).
+        return {**params, "weight_hh": recurrent_weight(params)}
+
     def step(params, h, x):
-        z = x @ params["weight_ih"] + h @ recurrent_weight(params)
+        weight = params["weight_hh"] if "weight_hh" in params else recurrent_weight(params)
+        z = x @ params["weight_ih"] + h @ weight
         if activation == "modrelu":
             h = modrelu(z, params["bias"])
         else:
@@ -139,6 +145,7 @@ def orthogonal(
         step=step,
         input_size=_dense.input_size,
         recurrent_weight=recurrent_weight,
+        prepare=prepare,
         hyperparameters=dict(
             hidden_size=hidden_size,
             parametrization=parametrization,

@@ -37,15 +37,8 @@ def _sqrt_bounded_derivative_jvp(primals, tangents):
     return jnp.sqrt(x), 0.5 * dx / jnp.sqrt(jnp.maximum(x, floor))
 
 
-def _concrete(value):
-    """A Python scalar to validate, or None for a traced or batched value (a sweep's)."""
-    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
-        return None
-    return value.item() if isinstance(value, jax.Array) else value
-
-
 def _check_hyperparameters(a_min, a_max, c, a_init):
-    a_min, a_max, c = _concrete(a_min), _concrete(a_max), _concrete(c)
+    a_min, a_max, c = _checks.concrete(a_min), _checks.concrete(a_max), _checks.concrete(c)
     for argument, value in (("a_min", a_min), ("a_max", a_max)):
         if value is not None:
             _checks.number(argument, value, minimum=0.0, maximum=1.0,
@@ -162,7 +155,6 @@ def rglru(
         init=init,
         initial_carry=initial_carry,
         coefficients=coefficients,
-        output=lambda params, h, x: h,
         input_size=lambda params: params["weight_in"].shape[-2],
         hyperparameters=dict(hidden_size=hidden_size, a_min=a_min, a_max=a_max, c=c, a_init=a_init),
     )

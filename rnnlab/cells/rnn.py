@@ -16,7 +16,7 @@ ACTIVATIONS = {
 }
 
 #: Bound on |sigma'| used by Pascanu et al. 2013 (eta = gamma * sigma_max(W_hh)).
-DERIVATIVE_BOUND = {"tanh": 1.0, "relu": 1.0, "linear": 1.0, "sigmoid": 0.25}
+DERIVATIVE_BOUND = {"tanh": 1.0, "relu": 1.0, "linear": 1.0, "sigmoid": 0.25, "modrelu": 1.0}
 
 
 def _identity(h):
