@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -364,6 +365,12 @@ def memory_section(args):
     return rows
 
 
+def _run_blocking(compiled, *args):
+    import jax
+
+    jax.block_until_ready(compiled(*args))
+
+
 def paths_section(args, progress=None):
     """Sequential ``lax.scan`` against the parallel associative scan, for every registered
     cell with a :class:`~rnnlab.cells.LinearRecurrence`, forward and training step.
@@ -389,7 +396,7 @@ def paths_section(args, progress=None):
             systems = {}
             for path in ("sequential", "parallel"):
 
-                def infer(params, xs, path=path):
+                def infer(params, xs, path=path, cell=cell):
                     return rnnlab.unroll(cell, params, xs, path=path)[0]
 
                 def loss(params, xs, infer=infer):
@@ -397,8 +404,10 @@ def paths_section(args, progress=None):
 
                 train = jax.jit(jax.grad(loss)).lower(params, xs).compile()
                 forward = jax.jit(infer).lower(params, xs).compile()
-                systems[f"{path}/train"] = lambda f=train: jax.block_until_ready(f(params, xs))
-                systems[f"{path}/infer"] = lambda f=forward: jax.block_until_ready(f(params, xs))
+                for mode, compiled in (("train", train), ("infer", forward)):
+                    systems[f"{path}/{mode}"] = functools.partial(
+                        _run_blocking, compiled, params, xs
+                    )
             timed = interleaved(systems, args.reps)
             for mode in ("train", "infer"):
                 ms = {p: 1e3 * float(np.median(timed[f"{p}/{mode}"]["seconds"]))
