@@ -127,7 +127,7 @@ def parse_args(argv=None):
         "--cells", nargs="*", default=list(DEFAULT_CELLS),
         help="cells compared in decay_cells.png: NAME or NAME:HYPERPARAMETER=v1,v2",
     )  # fmt: skip
-    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
+    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=8, help="parameter draws per config")
     parser.add_argument("--batch-size", type=int, default=8, help="input sequences per seed")
@@ -428,8 +428,7 @@ def main(argv=None) -> dict:
                 f"Gradient decay ||dL/dcarry_1|| / ||dL/dcarry_T|| at initialization "
                 f"(H={args.hidden_size}; dashed: the first of several carry leaves)"
             )
-            figure = grad_norm_plots.decay_figure({"registered cells": series}, band=band,
-                                                  title=title)  # fmt: skip
+            figure = grad_norm_plots.comparison_figure(series, band=band, title=title)
             plots.save(figure, out / "decay_cells.png")
         io.write_csv(out / "curves.csv", rows)
         io.write_csv(out / "ratios.csv", ratio_rows)
