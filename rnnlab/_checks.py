@@ -104,6 +104,8 @@ def concrete(value):
 
 def hyperparameter(argument: str, value, **bounds) -> None:
     """:func:`number` for a concrete hyperparameter; traced or batched values pass."""
-    scalar = concrete(value)
-    if scalar is not None:
-        number(argument, scalar, **bounds)
+    import jax
+
+    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
+        return
+    number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)
