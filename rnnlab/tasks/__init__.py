@@ -16,6 +16,7 @@ from rnnlab.tasks.copying import copying
 from rnnlab.tasks.digits import digits
 from rnnlab.tasks.forecasting import sunspots
 from rnnlab.tasks.latch import latch
+from rnnlab.tasks.teacher_student import teacher_student
 from rnnlab.tasks.temporal_order import temporal_order
 from rnnlab.tasks.text import char_lm, dyck_text, generate
 
@@ -33,6 +34,7 @@ __all__ = [
     "make_task",
     "multiplication",
     "sunspots",
+    "teacher_student",
     "temporal_order",
 ]
 
@@ -46,6 +48,7 @@ TASKS = {
     "digits": digits,
     "sunspots": sunspots,
     "char_lm": char_lm,
+    "teacher_student": teacher_student,
 }
 
 
