@@ -91,13 +91,13 @@ def parse_args(argv=None):
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--teacher-size", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--chunk-steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-batch-size", type=int, default=256)
+    parser.add_argument("--eval-batch-size", type=int, default=128)
     parser.add_argument("--learning-rate-scale", type=float, default=1.0,
                         help="multiplies every student's learning rate")  # fmt: skip
-    parser.add_argument("--hessian-iterations", type=int, default=12, help="0: skip")
+    parser.add_argument("--hessian-iterations", type=int, default=10, help="0: skip")
     parser.add_argument("--hessian-batch", type=int, default=32)
     parser.add_argument(
         "--lambdas", type=float, nargs="+",

@@ -39,7 +39,6 @@ References:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -48,6 +47,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from rnnlab.cells._base import Carry, Cell, Params
+from rnnlab.tasks.base import check_int  # TODO(core): one shared checks module
 
 __all__ = [
     "HessianSpectrum",
@@ -98,26 +98,6 @@ class MaxLyapunov(NamedTuple):
 # --------------------------------------------------------------------------------------
 # Validation (one place for every argument check of this module)
 # --------------------------------------------------------------------------------------
-
-
-def _positive_int(value, argument: str, why: str = "") -> int:
-    """Python or NumPy ints ``>= 1`` (not bools); they fix shapes, so no tracers."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < 1:
-        reason = f" ({why})" if why else ""
-        raise ValueError(f"{argument} must be a positive int{reason}, got {value!r}")
-    return number
-
-
-def _non_negative_int(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{argument} must be an int >= 0 (steps), got {value!r}")
-    return value
 
 
 def _check_at_most(value: int, limit: int, argument: str, what: str) -> None:
@@ -279,12 +259,12 @@ def _prepare(
         lambda leaf: jax.ShapeDtypeStruct(leaf.shape[batch_ndim:], leaf.dtype), carry
     )
     flat = _flat_state(template)
-    m = _positive_int(interval, interval_name, "steps between renormalizations")
-    k = _positive_int(k, "k")
+    m = check_int(interval_name, interval, 1, "steps between renormalizations")
+    k = check_int("k", k, 1)
     _check_at_most(k, flat.size, "k", f"the state size D of the flattened {cell.name} carry")
     if transient is None:
         transient = steps // 4
-    transient = _non_negative_int(transient, "transient")
+    transient = check_int("transient", transient, 0, "steps")
     blocks, skip = steps // m, -(-transient // m)
     if blocks - skip < 1:
         raise ValueError(
@@ -351,7 +331,8 @@ def lyapunov_spectrum(
         exponents = mean of local_b over the blocks after the transient
 
     with ``J_t = d h_t / d h_{t-1}`` the Jacobian of ``cell.step`` on the flattened carry
-    (``D`` real numbers; see the module doc) and ``m = reorthonormalize_every``.  The
+    (``D`` real numbers; see the module doc; ``cell.step_projected`` on hoisted input
+    projections when the cell has them) and ``m = reorthonormalize_every``.  The
     trajectory is cut into ``n = T // m`` blocks (a remainder of ``T mod m`` steps is not
     used); the first ``ceil(transient / m)`` blocks let the state and the tangent basis
     converge and are left out of the average.
@@ -415,7 +396,13 @@ def max_lyapunov(
     ``v <- J_t v`` every step and, every ``m = renormalize_every`` steps,
     ``local_b = log ||v|| / m`` and ``v <- v / ||v||``; the exponent is the mean of
     ``local_b`` after the transient.  This is :func:`lyapunov_spectrum` with ``k = 1``
-    without the QR: one jvp per step.  Arguments, blocks and transient as there.
+    without the QR: one jvp per step.  The unit vector ``v`` is the first covariant
+    Lyapunov vector, whose participation ratio is reported as there.
+
+    Args:
+      cell, params, xs, carry, transient, key: as in :func:`lyapunov_spectrum`.
+      renormalize_every: ``m``, steps between renormalizations (static); ``T // m``
+        whole blocks are used.
 
     Returns:
       A :class:`MaxLyapunov` (``exponent [...]``, ``local_exponents [..., n]``,
@@ -521,9 +508,9 @@ def hessian_top_eigenvalues(
     """
     flat_params, unravel = jax.flatten_util.ravel_pytree(params)
     size, dtype = flat_params.shape[0], flat_params.dtype
-    k = _positive_int(k, "k")
+    k = check_int("k", k, 1)
     _check_at_most(k, size, "k", "the number of parameters P")
-    iterations = min(_positive_int(iterations, "iterations", "Lanczos steps"), size)
+    iterations = min(check_int("iterations", iterations, 1, "Lanczos steps"), size)
     if iterations < k:
         raise ValueError(f"iterations={iterations} must be >= k={k} (Ritz values from m steps)")
     gradient = jax.grad(loss_fn)
