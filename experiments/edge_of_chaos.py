@@ -204,6 +204,12 @@ def _measure_grid(family: Family, size: int, args, values, keys):
     return jax.vmap(over_seeds, (0, None))(values, keys)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _measure_value(family: Family, size: int, args, value: float, keys):
+    """``[S]`` arrays for one value passed as a Python number (a static argument)."""
+    return jax.vmap(functools.partial(_measure_one, family, size, args, value))(keys)
+
+
 class Config(NamedTuple):
     """The hashable subset of the arguments that fixes a measurement program."""
 
@@ -225,10 +231,8 @@ def measure(family: Family, size: int, args, keys) -> dict[str, np.ndarray]:
     try:
         results = _measure_grid(family, size, config, jnp.asarray(values), keys)
     except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
-        rows = [
-            _measure_grid(family, size, config, jnp.asarray([v]), keys) for v in values.tolist()
-        ]
-        results = [jnp.concatenate(parts) for parts in zip(*rows, strict=True)]
+        rows = [_measure_value(family, size, config, v, keys) for v in values.tolist()]
+        results = [jnp.stack(parts) for parts in zip(*rows, strict=True)]
     names = ("lambda_max", "participation_ratio", "decay_ratio")
     return {n: np.asarray(r, np.float64) for n, r in zip(names, results, strict=True)}
 
@@ -248,7 +252,9 @@ def zero_crossing(values: np.ndarray, rates: np.ndarray) -> float | None:
 
 
 def summarize_family(family: Family, size: int, args, measured) -> tuple[dict, list[dict]]:
-    """Per-value percentiles, crossings, and one CSV row per value and seed."""
+    """``(summary, rows, stats)``: per-value medians, percentiles and zero crossings for
+    ``summary.json``, one CSV row per value and seed, and the ``[V, 3]`` percentile tables
+    (10th, 50th, 90th) the figure draws."""
     values = np.asarray(getattr(args, family.values_argument), np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.log(measured["decay_ratio"]) / (args.length - 1)

@@ -1,9 +1,9 @@
 """rnnlab.dynamics against oracles: exact Lyapunov spectra of linear RNNs (W = rho Q, and
 diagonal W, real and complex), the brute-force divergence of two nearby trajectories,
 the exact inequality between QR growth and ``rnnlab.diagnostics.jacobian_norms``, the
-closed-form Hessian of a quadratic loss, the full Hessian of a small RNN loss by
-``jax.jacrev(jax.jacrev(...))``, finite differences of the flossing loss, and the
-argument errors.
+closed-form Hessian of a quadratic loss, the full ``jax.hessian`` of a small RNN loss
+written as a hand loop, the closed form and finite differences of the flossing loss, and
+the argument errors.
 
 Float64 throughout (``jax.enable_x64``), under strict dtype promotion.
 """
