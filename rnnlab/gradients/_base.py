@@ -256,7 +256,8 @@ def tree_zeros_like(tree):
 
 def tree_vdot(a, b) -> jax.Array:
     """``sum_leaves sum(a * b)`` (real parts only if complex)."""
-    return sum(jnp.sum(jnp.real(x * y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return sum(jnp.sum(jnp.real(x * y)) for x, y in pairs)
 
 
 def tree_norm(tree) -> jax.Array:
@@ -269,6 +270,7 @@ def add_cell_grads(grads: Params, cell_grads) -> Params:
 
 
 def step_losses(step_loss: StepLoss, params, ys: jax.Array, data) -> jax.Array:
-    """``step_loss`` over examples and steps: ``ys [N, T, Y]``, data ``[N, T, ...]`` -> ``[N, T]``."""
+    """``step_loss`` over examples and steps: ``ys [N, T, Y]``, data ``[N, T, ...]`` to
+    ``[N, T]``."""
     per_step = jax.vmap(step_loss, in_axes=(None, 0, 0))
     return jax.vmap(per_step, in_axes=(None, 0, 0))(params, ys, data)

@@ -30,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -41,7 +42,13 @@ from rnnlab.cells import Cell
 from rnnlab.gradients import _base
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState, StepLoss
 
-__all__ = ["RTRL_MAX_SENSITIVITY_SIZE", "Linearization", "SensitivityMethod", "rtrl"]
+__all__ = [
+    "RTRL_MAX_SENSITIVITY_SIZE",
+    "Linearization",
+    "SensitivityMethod",
+    "rtrl",
+    "sensitivity_size",
+]
 
 #: ``rtrl`` refuses models whose sensitivity ``d carry / d params`` has more than this
 #: many entries per sequence, ``S x P`` (the carry's size times the cell's parameter
@@ -163,8 +170,11 @@ def online_estimator(
 
 
 def sensitivity_size(cell_params, carry) -> tuple[int, int]:
-    """``(S, P)``: the carry's and the cell params' flattened sizes (one example)."""
-    return ravel_pytree(carry)[0].size, ravel_pytree(cell_params)[0].size
+    """``(S, P)``: the carry's and the cell params' entry counts (one example), from
+    shapes alone (``jax.eval_shape`` structures will do)."""
+    size, count = (sum(math.prod(jnp.shape(a)) for a in jax.tree.leaves(tree))
+                   for tree in (carry, cell_params))  # fmt: skip
+    return size, count
 
 
 def rtrl(
@@ -191,17 +201,16 @@ def rtrl(
     limit = _base.positive_int(max_sensitivity_size, "max_sensitivity_size")
 
     def init(cell_params, carry):
-        (flat_carry, _), (flat_params, _) = ravel_pytree(carry), ravel_pytree(cell_params)
-        size, count = flat_carry.size, flat_params.size
+        size, count = sensitivity_size(cell_params, carry)
         if size * count > limit:
             raise ValueError(
-                f"rtrl would carry d carry/d params of S x P = {size} x {count} = "
+                f"rtrl would carry d carry/d params of S x P = {size:,} x {count:,} = "
                 f"{size * count:,} entries per sequence ({size * count * 4 / 2**20:.0f} MiB "
                 f"in float32), above max_sensitivity_size={limit:,}: the model is too large "
                 "for exact RTRL.  Use 'snap1' or 'uoro' (O(P) memory), or pass a larger "
                 "max_sensitivity_size"
             )
-        return jnp.zeros((count, size), flat_carry.dtype)
+        return jnp.zeros((count, size), jax.tree.leaves(carry)[0].dtype)
 
     def contract(sensitivity, cotangent, cell_params):
         _, unravel_params = ravel_pytree(cell_params)
@@ -216,7 +225,9 @@ def rtrl(
             return ravel_pytree(d_carry)[0]
 
         def pull_entry(unit_vector):
-            d_params, _ = linearization.pull((unravel_carry(unit_vector), linearization.zero_output))
+            d_params, _ = linearization.pull(
+                (unravel_carry(unit_vector), linearization.zero_output)
+            )
             return ravel_pytree(d_params)[0]
 
         recurrent = jax.vmap(push_row)(sensitivity)  # D_t J_{t-1}: [P, S]
@@ -224,6 +235,4 @@ def rtrl(
         return recurrent + immediate.T
 
     method = SensitivityMethod(init=init, contract=contract, propagate=propagate)
-    return online_estimator(
-        "rtrl", {"max_sensitivity_size": limit}, cell, step_loss, method
-    )
+    return online_estimator("rtrl", {"max_sensitivity_size": limit}, cell, step_loss, method)

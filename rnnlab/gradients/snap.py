@@ -114,9 +114,7 @@ def one_step_influence(linearization: Linearization, carry, leaf_index: int):
     if not jnp.iscomplexobj(leaves[leaf_index]):
         return real
     dtype = leaves[leaf_index].dtype
-    return jax.tree.map(
-        lambda r, i: r.astype(dtype) - 1j * i.astype(dtype), real, pull(1j)
-    )
+    return jax.tree.map(lambda r, i: r.astype(dtype) - 1j * i.astype(dtype), real, pull(1j))
 
 
 def jacobian_diagonal_blocks(linearization: Linearization, carry):

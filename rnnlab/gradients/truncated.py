@@ -182,7 +182,9 @@ def tbptt(cell: Cell, step_loss: StepLoss, k1: int, k2: int | None = None) -> Es
         resets = jnp.concatenate([flatten(trace.resets), flat.resets], 1)
         valid = jnp.arange(history + steps, dtype=jnp.int32) >= history - trace.filled
         cell_params = jax.lax.stop_gradient(params["cell"])
-        final, _, starts = scan_steps(cell, cell_params, flatten(trace.start), inputs, resets, valid)
+        final, _, starts = scan_steps(
+            cell, cell_params, flatten(trace.start), inputs, resets, valid
+        )
 
         def window_loss(params, window):
             first = window * k1  # the window covers stream positions [first, first + k2)
@@ -203,7 +205,10 @@ def tbptt(cell: Cell, step_loss: StepLoss, k1: int, k2: int | None = None) -> Es
             loss, grads = jax.value_and_grad(window_loss)(params, window)
             return (total[0] + loss, _base.tree_add(total[1], grads)), None
 
-        zero = (jnp.zeros((), jnp.result_type(*jax.tree.leaves(params))), _base.tree_zeros_like(params))
+        zero = (
+            jnp.zeros((), jnp.result_type(*jax.tree.leaves(params))),
+            _base.tree_zeros_like(params),
+        )
         (loss, grads), _ = jax.lax.scan(accumulate, zero, jnp.arange(steps // k1))
         unflatten = lambda tree: _base.unflatten_batch(tree, flat.batch_shape)  # noqa: E731
         new_trace = TruncationTrace(
