@@ -785,22 +785,39 @@ def test_gradient_similarity_hand_values():
     np.testing.assert_allclose(result["all"]["relative_error"], 1 / math.sqrt(5), rtol=1e-6)
 
 
-def test_compare_gradients_rows():
-    """Oracles: tbptt:K at T <= K truncates nothing (cosine 1, evaluated at k1 = T); a
-    truncated gradient at T > K differs from BPTT; each UORO draw is its own row."""
-    cell = make_cell("rnn")
-    prob = problem(cell, (BATCH,), 8, seed=16, dtype=jnp.float32, reset_rate=0.0)
+def test_compare_gradients_rows(x64):
+    """Oracles: each tbptt row equals :func:`gradient_similarity` of the hand loop's exact
+    and windowed gradients on that chunk alone (the padding that batches chunks of
+    several lengths changes nothing);
+    tbptt:K on a chunk with T <= K truncates nothing (cosine 1); each UORO draw is its
+    own row."""
+    cell = make_cell("rnn", "float64")
+    short = problem(cell, (BATCH,), 4, seed=16, dtype=jnp.float64)
+    long = problem(cell, (BATCH,), 8, seed=17, dtype=jnp.float64)
+    params = long.params
+    initial = cell.initial_carry((BATCH,))
+    chunks = [p.chunk for p in (short, long)]
     rows = gradients.compare_gradients(
-        cell, step_loss, prob.params, prob.chunk, ["tbptt:16", "tbptt:4", "uoro"],
-        lengths=[8], samples=3, key=jax.random.key(1),
-    )  # fmt: skip
-    overall = [row for row in rows if row["group"] == "all"]
-    by = {(r["estimator"], r["sample"]): r for r in overall}
-    assert len(overall) == 1 + 1 + 3 and {r["T"] for r in rows} == {8}
-    assert by["tbptt:16", 0]["cosine"] > 1 - 1e-6 and by["tbptt:16", 0]["truncation"] == 8
-    assert by["tbptt:4", 0]["relative_error"] > 1e-3 and by["tbptt:4", 0]["truncation"] == 4
-    assert len({by["uoro", i]["cosine"] for i in range(3)}) == 3  # independent draws
-    assert {r["group"] for r in rows} >= {"cell/weight_hh", "readout/weight", "all"}
+        cell, step_loss, params, chunks, ["tbptt:4", "uoro"], samples=3, key=jax.random.key(1)
+    )
+    overall = {(r["estimator"], r["T"], r["sample"]): r for r in rows if r["group"] == "all"}
+    assert len(overall) == 2 * (1 + 3)
+    for prob in (short, long):
+        steps = prob.chunk.inputs.shape[-2]
+        windows = tuple(truncation_windows(steps, 4, 4))
+        _, exact = hand_gradient("rnn", "float64")(params, initial, prob.chunk)
+        _, truncated = hand_gradient("rnn", "float64", windows)(params, initial, prob.chunk)
+        expected = gradients.gradient_similarity(exact, truncated)
+        for group in ("all", "cell/weight_hh", "readout/bias"):
+            row = next(r for r in rows if (r["estimator"], r["T"], r["group"])
+                       == ("tbptt:4", steps, group))  # fmt: skip
+            for measure in ("cosine", "relative_error", "norm_ratio"):
+                np.testing.assert_allclose(
+                    row[measure], expected[group][measure], rtol=1e-9, atol=1e-12
+                )
+    assert overall["tbptt:4", 4, 0]["cosine"] > 1 - 1e-12
+    assert overall["tbptt:4", 8, 0]["relative_error"] > 1e-3
+    assert len({overall["uoro", 8, i]["cosine"] for i in range(3)}) == 3  # independent draws
 
 
 # --------------------------------------------------------------------------------------

@@ -84,15 +84,22 @@ class SensitivityMethod(NamedTuple):
       init: ``init(cell_params, carry) -> trace``, the trace of ``J = 0``.
       contract: ``contract(trace, c, cell_params) -> grads``: ``c J``, with ``c`` a
         cotangent of the carry and ``grads`` shaped like the cell's params.
-      propagate: ``propagate(trace, linearization, key, cell_params, carry, x) -> trace``:
-        ``J_t`` from ``J_{t-1}`` (``carry`` is ``s_{t-1}``).
-      stochastic: whether ``propagate`` uses ``key`` (``init`` then requires a key).
+      propagate: ``propagate(trace, linearization, noise, cell_params, carry, x) -> trace``:
+        ``J_t`` from ``J_{t-1}`` (``carry`` is ``s_{t-1}``); ``noise`` is this step's
+        slice of ``noise(...)``, or ``None``.
+      noise: for a stochastic method, ``noise(key, carry, prefix)``: the random draws of
+        a whole chunk, leaves ``[*prefix, ...]`` with ``prefix = (N, T)`` (examples,
+        steps), drawn in one call before the loops; ``None`` otherwise.
     """
 
     init: Callable
     contract: Callable
     propagate: Callable
-    stochastic: bool = False
+    noise: Callable | None = None
+
+    @property
+    def stochastic(self) -> bool:
+        return self.noise is not None
 
 
 def online_estimator(
@@ -115,14 +122,14 @@ def online_estimator(
         trace = jax.tree.map(lambda a: jnp.broadcast_to(a, (*batch_shape, *a.shape)), trace)
         return EstimatorState(carry=carry, trace=trace, key=_base.default_key(key))
 
-    def one_example(params, carry, trace, inputs, data, resets, key):
+    def one_example(params, carry, trace, inputs, data, resets, noise):
         initial = cell.initial_carry(())
         empty = _base.tree_zeros_like(trace)
         cell_params = params["cell"]
 
         def body(accumulated, scanned):
             carry, trace, grads = accumulated
-            x, data_t, reset, step_key = scanned
+            x, data_t, reset, noise = scanned
             carry = _base.tree_where(reset, initial, carry)
             trace = _base.tree_where(reset, empty, trace)
             step = lambda p, c: cell.step(p, c, x)  # noqa: E731
@@ -140,18 +147,21 @@ def online_estimator(
                 _base.tree_zeros_like(carry),
                 jnp.zeros_like(y),
             )
-            trace = method.propagate(trace, linearization, step_key, cell_params, carry, x)
+            trace = method.propagate(trace, linearization, noise, cell_params, carry, x)
             grads = _base.add_cell_grads(_base.tree_add(grads, loss_grads), cell_grads)
             return (new_carry, trace, grads), loss
 
-        keys = jax.random.split(key, inputs.shape[0])
         start = (carry, trace, _base.tree_zeros_like(params))
-        (carry, trace, grads), losses = jax.lax.scan(body, start, (inputs, data, resets, keys))
+        (carry, trace, grads), losses = jax.lax.scan(body, start, (inputs, data, resets, noise))
         return jnp.sum(losses), grads, carry, trace
 
     def update(params, state, chunk: Chunk):
         flat = _base.flatten_chunk(cell, params, state, chunk)
-        key, chunk_key = jax.random.split(state.key)
+        key, noise = state.key, None
+        if method.stochastic:
+            key, chunk_key = jax.random.split(key)
+            example = jax.tree.map(lambda a: a[0], flat.carry)
+            noise = method.noise(chunk_key, example, (flat.size, flat.steps))
         per_example = jax.vmap(one_example, in_axes=(None, 0, 0, 0, 0, 0, 0))
         losses, grads, carry, trace = per_example(
             params,
@@ -160,7 +170,7 @@ def online_estimator(
             flat.inputs,
             flat.data,
             flat.resets,
-            jax.random.split(chunk_key, flat.size),
+            noise,
         )
         unflatten = lambda tree: _base.unflatten_batch(tree, flat.batch_shape)  # noqa: E731
         grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
@@ -216,8 +226,8 @@ def rtrl(
         _, unravel_params = ravel_pytree(cell_params)
         return unravel_params(sensitivity @ ravel_pytree(cotangent)[0])
 
-    def propagate(sensitivity, linearization, key, cell_params, carry, x):
-        del key, x
+    def propagate(sensitivity, linearization, noise, cell_params, carry, x):
+        del noise, x
         flat_carry, unravel_carry = ravel_pytree(carry)
 
         def push_row(row):

@@ -164,8 +164,8 @@ def sparse_method(hidden_size: int, units: Units, diagonal: Callable) -> Sensiti
             total = _base.tree_add(total, product)
         return total
 
-    def propagate(trace, linearization, key, cell_params, carry, x):
-        del key
+    def propagate(trace, linearization, noise, cell_params, carry, x):
+        del noise
         owners = units(cell_params)
         blocks = diagonal(linearization, cell_params, carry, x)
         new_trace = []

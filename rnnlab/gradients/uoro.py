@@ -74,16 +74,19 @@ def uoro(cell: Cell, step_loss: StepLoss, *, epsilon: float = 1e-7) -> Estimator
         scale = _base.tree_vdot(cotangent, trace.state)
         return jax.tree.map(lambda t: scale.astype(t.dtype) * t, trace.params)
 
-    def propagate(trace, linearization, key, cell_params, carry, x):
-        del cell_params, x
+    def noise(key, carry, prefix):
+        """The signs ``nu`` of every example and step, +-1 with probability 1/2."""
         leaves, treedef = jax.tree.flatten(carry)
         keys = jax.random.split(key, len(leaves))
-        signs = treedef.unflatten(
+        return treedef.unflatten(
             [
-                jax.random.rademacher(k, leaf.shape, leaf.dtype)
+                jax.random.rademacher(k, (*prefix, *leaf.shape), leaf.dtype)
                 for k, leaf in zip(keys, leaves, strict=True)
             ]
         )
+
+    def propagate(trace, linearization, signs, cell_params, carry, x):
+        del cell_params, carry, x
         forward, _ = linearization.push(linearization.zero_params, trace.state)
         immediate, _ = linearization.pull((signs, linearization.zero_output))
         rho0 = jnp.sqrt(
@@ -99,5 +102,5 @@ def uoro(cell: Cell, step_loss: StepLoss, *, epsilon: float = 1e-7) -> Estimator
         )
         return UOROTrace(state, params)
 
-    method = SensitivityMethod(init=init, contract=contract, propagate=propagate, stochastic=True)
+    method = SensitivityMethod(init=init, contract=contract, propagate=propagate, noise=noise)
     return online_estimator("uoro", {"epsilon": epsilon}, cell, step_loss, method)
