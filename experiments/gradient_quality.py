@@ -71,8 +71,8 @@ def make_cell(name: str, hidden: int) -> rnnlab.Cell:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/gradient_quality"))
-    parser.add_argument("--cells", nargs="+", default=[entry.name for entry in CELLS],
-                        choices=[entry.name for entry in CELLS])  # fmt: skip
+    parser.add_argument("--cells", nargs="+", default=None, choices=[e.name for e in CELLS],
+                        help="default: every cell of the table (--quick: the tanh RNN)")  # fmt: skip
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     parser.add_argument("--truncations", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--hidden", type=int, default=32)
@@ -90,6 +90,8 @@ def parse_args(argv=None):
         args.lengths, args.truncations, args.hidden, args.batch = [4, 8, 16], [4], 8, 4
         args.draws, args.uoro_samples, args.repetitions = 2, 3, 2
         args.cost_hidden, args.cost_length, args.cost_batch = [8], 8, 2
+        args.cells = args.cells or ["rnn"]
+    args.cells = args.cells or [entry.name for entry in CELLS]
     for name in ("hidden", "batch", "draws", "uoro_samples", "cost_length", "cost_batch",
                  "repetitions"):  # fmt: skip
         if getattr(args, name) < 1:
@@ -155,7 +157,7 @@ def measure_quality(args, entries, key) -> list[dict]:
                 ]
                 for row in gradients.compare_gradients(
                     cell, step_loss, params, chunks, estimators,
-                    samples=args.uoro_samples, key=jax.random.fold_in(draw_key, -1),
+                    samples=args.uoro_samples, key=jax.random.fold_in(draw_key, 2**20),
                 ):  # fmt: skip
                     rows.append({"cell": entry.name, "draw": draw, **row})
                 bar.update(1, cell=entry.name, draw=draw)

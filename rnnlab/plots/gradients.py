@@ -55,8 +55,9 @@ def cosine_figure(panels: Mapping[str, Sequence[CosineSeries]], *, band: str, ti
         axis.set_xscale("log", base=2)
         axis.set(title=name, xlabel="sequence length T", ylim=(-0.25, 1.05))
     axes[0][0].set_ylabel("cosine to the BPTT gradient")
-    axes[0][-1].legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{title}\n(median over draws, band: {band})", fontsize=10)
+    axes[0][-1].legend(loc="lower left", fontsize=8, title=f"median, band {band}",
+                       title_fontsize=8)  # fmt: skip
+    fig.suptitle(title, fontsize=10, y=1.02)
     return fig
 
 
@@ -126,13 +127,14 @@ def cliff_figure(
                            shading="auto")  # fmt: skip
     axis.figure.colorbar(mesh, ax=axis, label="error")
     colors = _estimator_colors([path.label for path in paths])
-    for path in paths:
+    # Solid paths first and wider, so that a dashed path over the same points stays visible.
+    for path in sorted(paths, key=lambda path: path.dashed):
         points = np.asarray(path.points)
-        style = "--" if path.dashed else "-"
-        axis.plot(points[:, 0], points[:, 1], style, color=colors[path.label], lw=1.4,
-                  marker="o", ms=2.5, label=path.label)  # fmt: skip
+        style, width = ("--", 1.2) if path.dashed else ("-", 2.6)
+        axis.plot(points[:, 0], points[:, 1], style, color=colors[path.label], lw=width,
+                  marker="o", ms=2.0, label=path.label)  # fmt: skip
         axis.plot(*points[0], "o", color="white", mec="black", ms=6)
     axis.set(xlabel=labels[0], ylabel=labels[1], title=title, xlim=(x[0], x[-1]),
              ylim=(y[0], y[-1]))  # fmt: skip
-    axis.legend(fontsize=8, loc="upper right")
+    axis.legend(fontsize=7, loc="upper right", framealpha=0.85)
     return fig
