@@ -71,8 +71,10 @@ def make_cell(name: str, hidden: int) -> rnnlab.Cell:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/gradient_quality"))
-    parser.add_argument("--cells", nargs="+", default=None, choices=[e.name for e in CELLS],
-                        help="default: every cell of the table (--quick: the tanh RNN)")  # fmt: skip
+    parser.add_argument(
+        "--cells", nargs="+", default=None, choices=[e.name for e in CELLS],
+        help="default: every cell of the table (--quick: the tanh RNN)",
+    )  # fmt: skip
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     parser.add_argument("--truncations", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--hidden", type=int, default=32)
@@ -301,10 +303,9 @@ def main(argv=None) -> dict:
     )
     cost_rows = measure_cost(args, entries, cost_key)
     io.write_csv(out / "cost.csv", cost_rows)
-    measured = [row for row in cost_rows if "refused" not in row]
     plots.save(
         gradient_plots.cost_figure(
-            measured,
+            cost_rows,
             title=f"Cost of one update per step (T={args.cost_length}, batch "
             f"{args.cost_batch}, median of {args.repetitions} interleaved repetitions)",
         ),

@@ -65,13 +65,12 @@ class Linearization(NamedTuple):
     Attributes:
       push: ``push(d_theta, d_carry) -> (d_new_carry, d_y)``, the ``jvp`` of the step.
       pull: ``pull((ct_new_carry, ct_y)) -> (ct_theta, ct_carry)``, its ``vjp``.
-      zero_params, zero_carry, zero_output: zero tangents of the right structure.
+      zero_params, zero_output: zero tangents of the params and the output.
     """
 
     push: Callable
     pull: Callable
     zero_params: Any
-    zero_carry: Any
     zero_output: jax.Array
 
 
@@ -140,13 +139,8 @@ def online_estimator(
             )
             immediate, cotangent = pull((_base.tree_zeros_like(new_carry), dy))
             cell_grads = _base.tree_add(immediate, method.contract(trace, cotangent, cell_params))
-            linearization = Linearization(
-                push,
-                pull,
-                _base.tree_zeros_like(cell_params),
-                _base.tree_zeros_like(carry),
-                jnp.zeros_like(y),
-            )
+            zero_params = _base.tree_zeros_like(cell_params)
+            linearization = Linearization(push, pull, zero_params, jnp.zeros_like(y))
             trace = method.propagate(trace, linearization, noise, cell_params, carry, x)
             grads = _base.add_cell_grads(_base.tree_add(grads, loss_grads), cell_grads)
             return (new_carry, trace, grads), loss

@@ -66,7 +66,8 @@ def cost_figure(rows: Sequence[Mapping], *, title: str):
 
     Args:
       rows: ``{"cell", "hidden", "estimator", "seconds_per_step", "temp_bytes"}``;
-        rows without a time (estimator refused) are drawn as a gap.
+        a row with ``"refused"`` instead (an estimator that declined the model) is
+        marked "refused" where its bar would be.
     """
     groups = list(dict.fromkeys((row["cell"], row["hidden"]) for row in rows))
     estimators = list(dict.fromkeys(row["estimator"] for row in rows))
@@ -83,6 +84,12 @@ def cost_figure(rows: Sequence[Mapping], *, title: str):
             heights = [np.nan if v is None else v * scale for v in values]
             positions = np.arange(len(groups)) + (i - (len(estimators) - 1) / 2) * width
             axis.bar(positions, heights, width, color=colors[estimator], label=estimator)
+            for position, group in zip(positions, groups, strict=True):
+                if "refused" in (lookup.get((*group, estimator)) or {}):
+                    axis.annotate("refused", (position, 0), xycoords=("data", "axes fraction"),
+                                  xytext=(0, 4), textcoords="offset points", rotation=90,
+                                  ha="center", va="bottom", fontsize=7,
+                                  color=colors[estimator])  # fmt: skip
         axis.set_xticks(np.arange(len(groups)), [f"{cell}\nH={hidden}" for cell, hidden in groups])
         axis.set(yscale="log", ylabel=unit)
     axes[0].legend(fontsize=8, ncol=2)
