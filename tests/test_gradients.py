@@ -185,9 +185,10 @@ def run_estimator(cell_name, dtype, spec, prob: Problem, key=None):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
 def test_bptt_and_rtrl_equal_the_hand_loop_in_float64(cell_name, x64):
-    """Oracle: ``jax.grad`` of the hand loop (resets, a carried non-zero carry), to 1e-10."""
+    """Oracle: ``jax.grad`` of the hand loop (resets, a carried non-zero carry), to 1e-10.
+    (The tanh RNN: :func:`test_two_batch_axes` and the TBPTT tests.)"""
     prob = problem(make_cell(cell_name, "float64"), (BATCH,), 6, seed=1, dtype=jnp.float64)
     loss, expected = hand_gradient(cell_name, "float64")(prob.params, prob.carry, prob.chunk)
     for spec in ("bptt", "rtrl"):
@@ -264,7 +265,7 @@ def stream_through(cell_name, spec, prob: Problem, chunk_steps: int):
     return run(prob.params, prob.carry, chunks)
 
 
-@settings(max_examples=3, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(
     k1=st.integers(1, 3),
     extra=st.integers(0, 4),
@@ -786,11 +787,11 @@ def test_gradient_similarity_hand_values():
 
 
 def test_compare_gradients_rows(x64):
-    """Oracles: each tbptt row equals :func:`gradient_similarity` of the hand loop's exact
-    and windowed gradients on that chunk alone (the padding that batches chunks of
-    several lengths changes nothing);
-    tbptt:K on a chunk with T <= K truncates nothing (cosine 1); each UORO draw is its
-    own row."""
+    """Oracles: each row equals :func:`gradient_similarity` of the hand loop's exact and
+    windowed gradients on that chunk alone (the padding that batches chunks of several
+    lengths changes nothing), and tbptt:K on a chunk with T <= K truncates nothing.
+    A deterministic estimator gives one row per chunk whatever ``samples`` is (UORO's
+    draws: the gradient_quality smoke test)."""
     cell = make_cell("rnn", "float64")
     short = problem(cell, (BATCH,), 4, seed=16, dtype=jnp.float64)
     long = problem(cell, (BATCH,), 8, seed=17, dtype=jnp.float64)
@@ -798,10 +799,10 @@ def test_compare_gradients_rows(x64):
     initial = cell.initial_carry((BATCH,))
     chunks = [p.chunk for p in (short, long)]
     rows = gradients.compare_gradients(
-        cell, step_loss, params, chunks, ["tbptt:4", "uoro"], samples=3, key=jax.random.key(1)
+        cell, step_loss, params, chunks, ["tbptt:4"], samples=3, key=jax.random.key(1)
     )
-    overall = {(r["estimator"], r["T"], r["sample"]): r for r in rows if r["group"] == "all"}
-    assert len(overall) == 2 * (1 + 3)
+    overall = {r["T"]: r for r in rows if r["group"] == "all"}
+    assert len([r for r in rows if r["group"] == "all"]) == 2
     for prob in (short, long):
         steps = prob.chunk.inputs.shape[-2]
         windows = tuple(truncation_windows(steps, 4, 4))
@@ -809,15 +810,14 @@ def test_compare_gradients_rows(x64):
         _, truncated = hand_gradient("rnn", "float64", windows)(params, initial, prob.chunk)
         expected = gradients.gradient_similarity(exact, truncated)
         for group in ("all", "cell/weight_hh", "readout/bias"):
-            row = next(r for r in rows if (r["estimator"], r["T"], r["group"])
-                       == ("tbptt:4", steps, group))  # fmt: skip
+            row = next(r for r in rows if (r["T"], r["group"]) == (steps, group))
+            assert row["estimator"] == "tbptt:4" and row["truncation"] == 4
             for measure in ("cosine", "relative_error", "norm_ratio"):
                 np.testing.assert_allclose(
                     row[measure], expected[group][measure], rtol=1e-9, atol=1e-12
                 )
-    assert overall["tbptt:4", 4, 0]["cosine"] > 1 - 1e-12
-    assert overall["tbptt:4", 8, 0]["relative_error"] > 1e-3
-    assert len({overall["uoro", 8, i]["cosine"] for i in range(3)}) == 3  # independent draws
+    assert overall[4]["cosine"] > 1 - 1e-12
+    assert overall[8]["relative_error"] > 1e-3
 
 
 # --------------------------------------------------------------------------------------
