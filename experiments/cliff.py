@@ -91,7 +91,7 @@ def parse_args(argv=None):
 def error_function(activation: str, args):
     """``E(theta)`` with ``theta = [w, b]`` (one rnnlab RNN unit, no input, float64),
     ``sigma(x_0)`` and ``sigma'(x_0)``."""
-    cell = rnnlab.rnn(1, activation, param_dtype=jnp.float64)
+    cell = rnnlab.rnn(1, activation=activation, param_dtype=jnp.float64)
     # h_0 = sigma(x_0), computed by the cell itself: one step from h = 0 with bias x_0.
     first = {"weight_ih": jnp.zeros((1, 1)), "weight_hh": jnp.zeros((1, 1)),
              "bias_ih": jnp.full((1,), args.x0), "bias_hh": jnp.zeros((1,))}  # fmt: skip
@@ -223,7 +223,7 @@ def main(argv=None) -> dict:
         {
             **vars(args),
             "model": "x_t = w sigma(x_{t-1}) + b, no input; E = (sigma(x_T) - target)^2 "
-            "(rnnlab.rnn(1, activation): h_t = sigma(w h_{t-1} + b), h_0 = sigma(x_0))",
+            "(rnnlab.rnn(1, activation=activation): h_t = sigma(w h_{t-1} + b), h_0 = sigma(x_0))",
             "surfaces": [s._asdict() for s in SURFACES],
             "optimizer": "SGD, constant learning rate; clipping: optax.clip_by_global_norm",
             "dtype": "float64",

@@ -2,8 +2,8 @@
 the gradient decay it predicts.
 
 For each cell family of :data:`FAMILIES` (the tanh RNN with ``W ~ N(0, g^2/N)`` against
-``g``, the LSTM against its forget bias, and the LRU against ``r_max`` once it is
-registered), at each size ``N`` and value, over ``--seeds`` weight draws:
+``g``, the LSTM against its forget bias, and the LRU against ``r_max``), at each size
+``N`` and value, over ``--seeds`` weight draws:
 
 - ``lambda_max`` by :func:`rnnlab.dynamics.max_lyapunov` on an autonomous trajectory
   (zero input by default, ``--input-std`` to drive it) from a random initial carry,
@@ -84,25 +84,8 @@ FAMILIES = (
     Family(
         "lstm", "LSTM (uniform init)", "lstm", (), "forget_bias", "forget bias", "forget_biases"
     ),
-    # The LRU slot: measured as soon as rnnlab.cells.make("lru", N, r_max=...) exists.
     Family("lru", "LRU", "lru", (), "r_max", "r_max", "r_max"),
 )  # fmt: skip
-
-
-def make_cell(name: str, hidden_size: int, **hyperparameters) -> rnnlab.Cell:
-    """The cell registered as ``name``.
-
-    Raises:
-      LookupError: if the cell is not available (yet).
-    """
-    # TODO(core): this becomes rnnlab.cells.make alone once the registry lands.
-    make = getattr(rnnlab.cells, "make", None)
-    if make is not None:
-        return make(name, hidden_size, **hyperparameters)
-    built_in = {"rnn": rnnlab.rnn, "lstm": rnnlab.lstm, "gru": rnnlab.gru}
-    if name not in built_in:
-        raise LookupError(f"cell {name!r} needs rnnlab.cells.make, which does not exist yet")
-    return built_in[name](hidden_size, **hyperparameters)
 
 
 def parse_args(argv=None):
@@ -174,7 +157,7 @@ def _random_carry(cell: rnnlab.Cell, key: jax.Array):
 
 def _measure_one(family: Family, size: int, args, value, key):
     """``(lambda_max, participation_ratio, decay_ratio)`` of one weight draw."""
-    cell = make_cell(family.cell, size, **dict(family.fixed), **{family.parameter: value})
+    cell = rnnlab.cells.make(family.cell, size, **dict(family.fixed), **{family.parameter: value})
     param_key, carry_key, input_key, readout_key = jax.random.split(key, 4)
     params = _float64(cell.init(param_key, FEATURES))
     steps = args.warmup + args.steps
@@ -313,7 +296,7 @@ def main(argv=None) -> dict:
     for family in study:
         first = getattr(args, family.values_argument)[0]
         try:
-            make_cell(family.cell, 2, **dict(family.fixed), **{family.parameter: first})
+            rnnlab.cells.make(family.cell, 2, **dict(family.fixed), **{family.parameter: first})
             available.append(family)
         except (LookupError, ValueError, TypeError) as error:
             print(f"skipping {family.name}: {error}", flush=True)

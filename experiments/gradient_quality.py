@@ -42,9 +42,6 @@ from rnnlab.train.runner import package_versions
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
-#: The cells that exist today, by name.
-# TODO(core): look names up with rnnlab.cells.make once the registry lands.
-CELL_FACTORIES = {"rnn": rnnlab.rnn, "lstm": rnnlab.lstm, "gru": rnnlab.gru}
 
 
 class CellEntry(NamedTuple):
@@ -55,8 +52,7 @@ class CellEntry(NamedTuple):
     online: tuple[str, ...]
 
 
-#: The study.  The LRU joins with one entry once it lands:
-#: ``CellEntry("lru", "LRU", ("uoro", "snap1", "diagonal_rtrl"))``.
+#: The study: a cell by registered name and the online estimators that apply to it.
 CELLS = (
     CellEntry("rnn", "tanh RNN", ("uoro", "snap1", "rtrl")),
     CellEntry("lstm", "LSTM (forget bias 1)", ("uoro", "snap1", "rtrl")),
@@ -65,7 +61,7 @@ CELLS = (
 
 
 def make_cell(name: str, hidden: int) -> rnnlab.Cell:
-    return CELL_FACTORIES[name](hidden)
+    return rnnlab.cells.make(name, hidden)
 
 
 def parse_args(argv=None):

@@ -12,6 +12,10 @@ Map of the package:
 - :mod:`rnnlab.layers`: ``recurrent``, ``bidirectional`` and ``stacked`` layers.
 - :mod:`rnnlab.initializers`: named weight initializers.
 - :mod:`rnnlab.diagnostics`: per-step gradient norms, Jacobian norms, spectra, Pascanu bounds.
+- :mod:`rnnlab.dynamics`: Lyapunov spectra (QR method), the max exponent, gradient flossing,
+  loss-Hessian top eigenvalues (Lanczos).
+- :mod:`rnnlab.gradients`: gradient estimators (BPTT, truncated BPTT with carried state,
+  RTRL, UORO, SnAp-1, diagonal RTRL), Pascanu's regularizer, comparisons against BPTT.
 - :mod:`rnnlab.tasks`: long-range synthetic tasks and real data shipped in packages.
 - :mod:`rnnlab.train`: ``make_train(config)`` (one compiled loop) and the resumable runner.
 - :mod:`rnnlab.sweep`: search spaces, vmapped/sharded sweeps, results and importance analysis.
@@ -23,7 +27,9 @@ Map of the package:
 from rnnlab import (
     cells,
     diagnostics,
+    dynamics,
     fused,
+    gradients,
     initializers,
     interop,
     layers,
@@ -52,7 +58,9 @@ __all__ = [
     "bidirectional",
     "cells",
     "diagnostics",
+    "dynamics",
     "fused",
+    "gradients",
     "gru",
     "initializers",
     "interop",

@@ -46,8 +46,8 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
-from rnnlab.cells._base import Carry, Cell, Params
-from rnnlab.tasks.base import check_int  # TODO(core): one shared checks module
+from rnnlab import _checks
+from rnnlab.cells._cell import Carry, Cell, Params
 
 __all__ = [
     "HessianSpectrum",
@@ -259,12 +259,12 @@ def _prepare(
         lambda leaf: jax.ShapeDtypeStruct(leaf.shape[batch_ndim:], leaf.dtype), carry
     )
     flat = _flat_state(template)
-    m = check_int(interval_name, interval, 1, "steps between renormalizations")
-    k = check_int("k", k, 1)
+    m = _checks.integer(interval_name, interval, minimum=1)
+    k = _checks.integer("k", k, minimum=1)
     _check_at_most(k, flat.size, "k", f"the state size D of the flattened {cell.name} carry")
     if transient is None:
         transient = steps // 4
-    transient = check_int("transient", transient, 0, "steps")
+    transient = _checks.integer("transient", transient, minimum=0)
     blocks, skip = steps // m, -(-transient // m)
     if blocks - skip < 1:
         raise ValueError(
@@ -368,7 +368,7 @@ def lyapunov_spectrum(
 
     Example::
 
-      cell = rnnlab.rnn(64, "tanh", recurrent_init="normal", recurrent_scale=2.0)
+      cell = rnnlab.rnn(64, activation="tanh", recurrent_init="normal", recurrent_scale=2.0)
       params = cell.init(jax.random.key(0), 1)
       xs = jnp.zeros((8, 1000, 1))                       # 8 autonomous trajectories
       h0 = jax.random.normal(jax.random.key(1), (8, 64))
@@ -508,9 +508,9 @@ def hessian_top_eigenvalues(
     """
     flat_params, unravel = jax.flatten_util.ravel_pytree(params)
     size, dtype = flat_params.shape[0], flat_params.dtype
-    k = check_int("k", k, 1)
+    k = _checks.integer("k", k, minimum=1)
     _check_at_most(k, size, "k", "the number of parameters P")
-    iterations = min(check_int("iterations", iterations, 1, "Lanczos steps"), size)
+    iterations = min(_checks.integer("iterations", iterations, minimum=1), size)
     if iterations < k:
         raise ValueError(f"iterations={iterations} must be >= k={k} (Ritz values from m steps)")
     gradient = jax.grad(loss_fn)

@@ -48,12 +48,16 @@ def orthogonal(size: int, seed: int) -> np.ndarray:
 def tanh_rnn(hidden: int, gain: float) -> Cell:
     """``h_t = tanh(x_t U + h_{t-1} W)`` with ``W ~ N(0, gain^2 / H)``, float64."""
     return rnnlab.rnn(
-        hidden, "tanh", recurrent_init="normal", recurrent_scale=gain, param_dtype=jnp.float64
+        hidden,
+        activation="tanh",
+        recurrent_init="normal",
+        recurrent_scale=gain,
+        param_dtype=jnp.float64,
     )
 
 
 HIDDEN = 6
-LINEAR = rnnlab.rnn(HIDDEN, "linear", param_dtype=jnp.float64)
+LINEAR = rnnlab.rnn(HIDDEN, activation="linear", param_dtype=jnp.float64)
 
 
 # -------------------------------------------------------------------------------------
@@ -354,7 +358,7 @@ def test_hessian_of_rnn_loss_matches_the_full_hessian():
     """Oracle: ``numpy.linalg.eigvalsh`` of the full ``jax.hessian`` of the same loss
     written as a hand loop over ``cell.step``; Lanczos (m = P steps) runs on the loss
     through ``rnnlab.unroll`` and its fused custom_vjp path."""
-    cell = rnnlab.rnn(2, "tanh", param_dtype=jnp.float64)
+    cell = rnnlab.rnn(2, activation="tanh", param_dtype=jnp.float64)
     params = cell.init(jax.random.PRNGKey(0), 1)
     xs = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 1), jnp.float64)
     targets = jax.random.normal(jax.random.PRNGKey(2), (3, 2), jnp.float64)

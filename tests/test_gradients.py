@@ -650,7 +650,7 @@ def test_diagonal_rtrl_is_exact_on_a_complex_lru_like_recurrence(x64):
 def linear_rnn(weight_hh: np.ndarray, batch=2, steps=5, seed=12):
     """A linear rnnlab RNN with the given ``W_hh`` and random inputs, float64."""
     hidden = weight_hh.shape[0]
-    cell = rnnlab.rnn(hidden, "linear", param_dtype=jnp.float64)
+    cell = rnnlab.rnn(hidden, activation="linear", param_dtype=jnp.float64)
     rng = np.random.default_rng(seed)
     params = {
         "weight_ih": rng.standard_normal((FEATURES, hidden)),

@@ -152,9 +152,10 @@ def test_cli_takes_it_by_name(tmp_path):
     from conftest import load_experiment
 
     train = load_experiment("train")
-    argv = ["--task", "adding", "--length", "5", "--cell", "user_leaky", "--cell-option", "leak=0.7",
-            "--hidden-size", "4", "--steps", "4", "--chunk-steps", "2", "--batch-size", "8",
-            "--eval-batch-size", "16", "--quiet", "--out", str(tmp_path)]  # fmt: skip
+    argv = ["--task", "adding", "--length", "5", "--cell", "user_leaky",
+            "--cell-option", "leak=0.7", "--hidden-size", "4", "--steps", "4",
+            "--chunk-steps", "2", "--batch-size", "8", "--eval-batch-size", "16", "--quiet",
+            "--out", str(tmp_path)]  # fmt: skip
     assert train.main(argv) == 0
     saved = rnnlab.io.read_json(tmp_path / "config.json")["config"]
     assert saved["cell"] == "user_leaky" and saved["cell_options"] == {"leak": 0.7}
