@@ -184,11 +184,9 @@ def _one_trajectory(cell, params, xs, carry, tangents, block: int, renormalize):
     ``participation`` is ``1 / sum v^4`` of the first (unit) column.
     """
     flat = _flat_state(carry)
-    if cell.project_inputs is not None and cell.step_projected is not None:
-        # The input projection does not depend on the state: one matmul outside the loop.
-        inputs, step_fn = cell.project_inputs(params, xs), cell.step_projected
-    else:
-        inputs, step_fn = xs, cell.step
+    if cell.prepare is not None:
+        params = cell.prepare(params)
+    inputs, step_fn = xs, cell.step
     inputs = inputs.reshape((-1, block) + inputs.shape[1:])
 
     def advance(state, x):

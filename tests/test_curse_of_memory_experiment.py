@@ -1,6 +1,6 @@
 """``experiments/curse_of_memory.py --quick`` end to end: its artifacts exist and agree
 with each other, the measured sensitivity matches (1 + lambda^2) / (1 - lambda^2)^3
-(Zucchet & Orvieto 2024), and every student is trained or skipped with a reason."""
+(Zucchet & Orvieto 2024), and every chosen student is trained."""
 
 import csv
 import importlib.util
@@ -46,7 +46,7 @@ def test_training_table_matches_the_runs(run):
     """Oracles: the (first) student is trained; summary.json's medians are NumPy's medians
     of training.csv; the zero-predictor loss is the task's closed form."""
     out, summary, module = run
-    assert list(summary["training"]) == [module.STUDENTS[0].name] and not summary["skipped"]
+    assert list(summary["training"]) == [module.STUDENTS[0].name]
     with open(out / "training.csv") as handle:
         rows = list(csv.DictReader(handle))
     from rnnlab.tasks import teacher_student
@@ -65,11 +65,10 @@ def test_training_table_matches_the_runs(run):
 
 
 def test_a_student_the_engine_rejects_is_reported(run):
-    """Oracle: a student whose config TrainConfig refuses raises the ValueError that main
-    turns into a skip note (this is how the LRU rows wait for the cell registry)."""
+    """Oracle: the registry's error for a student whose cell is not registered."""
     _, _, module = run
-    student = module.Student("mystery", "mystery cell", (("cell", "mystery"),), 1e-3)
+    student = module.Student("mystery", "mystery cell", "mystery", (), 1e-3)
     args = module.parse_args(["--quick"])
-    with pytest.raises(ValueError, match="cell='mystery' is not supported"):
+    with pytest.raises(ValueError, match="unknown cell 'mystery'"):
         module.student_config(student, 0.9, args)
     assert module.student_config(module.STUDENTS[0], 0.9, args).task == "teacher_student"

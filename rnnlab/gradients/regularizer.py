@@ -45,13 +45,6 @@ __all__ = ["PASCANU_BOUND", "pascanu_regularizer"]
 PASCANU_BOUND = 1e-20
 
 
-def _carry_output(cell: Cell) -> Callable | None:
-    """The output as a function of the carry, ``y_k = output(x_k)``, when declared."""
-    # TODO(core): use the cell's output contract once cells declare one.
-    recurrence = cell.recurrence
-    return None if recurrence is None else recurrence.hidden
-
-
 def pascanu_regularizer(
     cell: Cell,
     params,
@@ -72,8 +65,8 @@ def pascanu_regularizer(
       loss_fn: the cost ``C(ys)`` of the outputs ``ys [*batch, T, Y]`` (scalar).
       carry: the initial carry ``x_0``; default ``cell.initial_carry(batch)``.
       output: ``output(carry) -> y``, the output as a function of the carry (``dC/dx_k``
-        must include the path through ``y_k``); default the cell's declared
-        ``recurrence.hidden`` (the built-in cells output ``h``).
+        must include the path through ``y_k``); default the cell's own output contract,
+        ``cell.output_of(params, carry, x)``.
       bound: terms with ``|dC/dx_k|^2 < bound`` are skipped.
       constant_error: hold ``dC/dx_k`` and ``x_{k-1}`` constant when differentiating,
         as the authors' code does.
@@ -82,15 +75,19 @@ def pascanu_regularizer(
       The scalar Omega, differentiable with respect to ``params``.
 
     Raises:
-      ValueError: for ``xs`` that is not ``[*batch, T, F]``, or a cell without a
-        declared output map and no ``output``.
+      ValueError: for ``xs`` that is not ``[*batch, T, F]``, or a pytree carry without
+        a declared ``output`` (from :meth:`rnnlab.cells.Cell.output_of`).
     """
-    output = output if output is not None else _carry_output(cell)
     if output is None:
-        raise ValueError(
-            f"pascanu_regularizer needs the {cell.name} cell's output as a function of its "
-            "carry (dC/dx_k includes the path through y_k); pass output=lambda carry: ..."
-        )
+
+        def read(carry, x):
+            return cell.output_of(params, carry, x)
+    else:
+
+        def read(carry, x):
+            del x
+            return output(carry)
+
     xs = jnp.asarray(xs)
     if xs.ndim < 2 or xs.shape[-1] != cell.input_size(params):
         raise ValueError(
@@ -110,7 +107,7 @@ def pascanu_regularizer(
             return c, c
 
         _, carries = jax.lax.scan(body, start, (time_major, perturbation))
-        ys = jnp.moveaxis(jax.vmap(output)(carries), 0, -2)  # [*batch, T, Y]
+        ys = jnp.moveaxis(jax.vmap(read)(carries, time_major), 0, -2)  # [*batch, T, Y]
         return loss_fn(ys), carries
 
     zeros = jax.tree.map(

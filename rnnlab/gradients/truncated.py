@@ -41,10 +41,9 @@ def scan_steps(cell: Cell, cell_params, carry, inputs, resets, valid=None):
     size, steps = inputs.shape[0], inputs.shape[1]
     initial = cell.initial_carry((size,))
     xs = jnp.moveaxis(inputs, 1, 0)
-    if cell.project_inputs is not None:
-        xs, step = cell.project_inputs(cell_params, xs), cell.step_projected
-    else:
-        step = cell.step
+    step = cell.step
+    if cell.prepare is not None:
+        cell_params = cell.prepare(cell_params)
     valid = jnp.ones((steps,), bool) if valid is None else valid
 
     def body(c, scanned):
