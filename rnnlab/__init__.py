@@ -22,32 +22,56 @@ Map of the package:
 - :mod:`rnnlab.nn`: Flax NNX modules over the pure cells and layers.
 - :mod:`rnnlab.seq2seq`: an encoder-decoder with additive attention (Bahdanau et al. 2015).
 - :mod:`rnnlab.interop`: weights to and from ``torch.nn`` and ``flax`` cells.
+- :mod:`rnnlab.runs`: load a run, evaluate or sample its checkpoint, compare runs.
+
+Submodules other than ``cells``, ``layers`` and ``unrolling`` load on first use.
 """
 
-from rnnlab import (
-    cells,
-    diagnostics,
-    dynamics,
-    fused,
-    gradients,
-    initializers,
-    interop,
-    layers,
-    nn,
-    parallel,
-    runtime,
-    seq2seq,
-    sweep,
-    tasks,
-    train,
-    unrolling,
-)
+import importlib
+
+from rnnlab import cells, layers, unrolling
 from rnnlab.cells import Cell, LSTMCarry
 from rnnlab.cells.gru import gru
 from rnnlab.cells.lstm import lstm
 from rnnlab.cells.rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.unrolling import unroll
+
+#: Submodules imported on first attribute access, so ``import rnnlab`` costs little more
+#: than ``import jax`` (flax, optax, orbax, matplotlib and torch load only when used).
+_LAZY = (
+    "diagnostics",
+    "dynamics",
+    "fused",
+    "gradients",
+    "initializers",
+    "interop",
+    "io",
+    "nn",
+    "parallel",
+    "plots",
+    "progress",
+    "runs",
+    "runs",
+    "runtime",
+    "seq2seq",
+    "sweep",
+    "tasks",
+    "train",
+)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f"rnnlab.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
@@ -64,12 +88,16 @@ __all__ = [
     "gru",
     "initializers",
     "interop",
+    "io",
     "layers",
     "lstm",
     "nn",
     "parallel",
+    "plots",
+    "progress",
     "recurrent",
     "rnn",
+    "runs",
     "runtime",
     "seq2seq",
     "stacked",
