@@ -499,12 +499,17 @@ class RunFolder:
         )
         return self.document
 
-    def finish(self, **fields) -> None:
-        """Marks this session finished in ``config.json`` (with ``fields``, e.g. wall time)."""
+    def finish(self, **fields) -> list[dict]:
+        """Marks this session finished in ``config.json`` (with ``fields``, e.g. wall time).
+
+        Returns:
+          The history of sessions, this one last.
+        """
         if self.document is None:
             raise RuntimeError("RunFolder.finish() before start()")
         self.document["history"][-1].update(finished=_now(), **to_jsonable(fields))
         write_json(self.path / CONFIG_FILE, self.document)
+        return self.document["history"]
 
 
 def _holder(path: Path) -> str:

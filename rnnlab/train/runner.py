@@ -604,13 +604,12 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
     if previous is not None and folder.binding and "steps" in folder.changes:
         earlier = float(previous.get("wall_time_s") or 0.0)  # a continued finished run
     summary["wall_time_s"] = earlier + session_seconds
-    summary["history"] = folder.document["history"]
     if plots and records:
         from rnnlab.plots.training import plot_run
 
         plot_run(records, task, out)
+    summary["history"] = folder.finish(wall_time_s=session_seconds, to_step=summary["steps"])
     io.write_json(out / io.SUMMARY_FILE, summary)  # last: it marks the run finished
-    folder.finish(wall_time_s=session_seconds, to_step=summary["steps"])
     if summary["diverged"]:
         print(summary["message"], file=sys.stderr)
     return RunResult(summary, state, trainer)
