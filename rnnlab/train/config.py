@@ -266,7 +266,7 @@ class _Moved(argparse.Action):
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} was replaced: use {self.replacement.format(values)}")
+        parser.error(f"{option_string}: was replaced; use {self.replacement.format(values)}")
 
 
 _ARGUMENT_TYPES = {
