@@ -255,9 +255,12 @@ class FolderConflict(ArgumentError):
 def check_out(out, argument: str = "out") -> Path:
     """``out`` as a :class:`Path` if it can be a run folder; writes nothing.
 
+    An existing folder is accepted even if read-only (a finished run in it is only
+    read); :func:`lock_folder`, the first write, reports an unwritable one.
+
     Raises:
       ArgumentError: for an empty name, a path that names a file (or lies under one),
-        or a folder that cannot be created or written.
+        or a folder that cannot be created.
     """
     if out is None or not str(out).strip():
         raise ArgumentError(argument, f"{argument} is empty; name an output folder")
@@ -266,17 +269,17 @@ def check_out(out, argument: str = "out") -> Path:
         raise ArgumentError(
             argument, f"{path} is a file, not a folder; pass a folder name (new or a run's)"
         )
-    existing = path
-    while not existing.exists():
-        if existing.parent == existing:
-            break
+    if path.is_dir():  # may be read-only: a finished run in it is reported, not written
+        return path
+    existing = path.parent
+    while not existing.exists() and existing.parent != existing:
         existing = existing.parent
-    if existing.exists() and not existing.is_dir():
+    if not existing.is_dir():
         raise ArgumentError(argument, f"{path} lies under the file {existing}; pass a folder")
-    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
-        what = "folder" if existing == path else f"folder {existing} (where it would be created)"
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise ArgumentError(
-            argument, f"cannot write in the {what}: permission denied; pass a writable folder"
+            argument,
+            f"cannot create {path}: {existing} is not writable; pass a writable folder",
         )
     return path
 

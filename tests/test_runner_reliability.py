@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -164,11 +165,21 @@ def test_torn_and_corrupt_metrics_lines_lose_only_themselves(stopped, reference,
     chex.assert_trees_all_equal(restore_state(out), restore_state(reference))
 
 
-def test_rerunning_a_finished_run_touches_nothing(reference, capsys):
+def test_rerunning_a_finished_run_touches_nothing(reference, capsys, monkeypatch):
     """Oracle: the folder's bytes and modification times before the re-run, and the summary
-    on disk (its wall_time_s is not rewritten)."""
+    on disk (its wall_time_s is not rewritten).  The folder is made read-only as far as
+    rnnlab can tell (os.access says no, every writer raises), as a user's archive would be."""
     before = _snapshot(reference)
     summary = io.read_json(reference / "summary.json")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only folder")
+
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and (
+        mode == os.R_OK or not str(path).startswith(str(reference))))  # fmt: skip
+    for name in ("lock_folder", "write_json", "write_text", "append_jsonl", "repair_jsonl"):
+        monkeypatch.setattr(io, name, refuse)
     result = run(CONFIG, reference, **QUIET)
     assert result.already_finished and result.summary == summary
     assert "holds this run, finished at step 40" in capsys.readouterr().err
