@@ -44,7 +44,7 @@ import numpy as np
 from rnnlab import cells, cli, diagnostics, io, plots, runtime
 from rnnlab.plots import grad_norms as grad_norm_plots
 from rnnlab.progress import Progress
-from rnnlab.train import TrainConfig, make_train
+from rnnlab.train import TrainConfig, make_train, runner
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
@@ -172,7 +172,31 @@ def parse_args(argv=None):
         args.cell_families = [parse_cell_family(text) for text in args.cells]
     except ValueError as error:
         cli.fail("--cells", str(error))
+    needed, available = memory_needed(args), runner.available_memory()
+    if available is not None and needed > available:
+        cli.fail(
+            "--hidden-size",
+            f"the study needs about {runner.format_bytes(needed)} (float64 params and carries "
+            f"of {args.seeds} seeds x batch {args.batch_size} x T "
+            f"{max(args.lengths + args.cell_lengths)}) but the device has "
+            f"{runner.format_bytes(available)}; lower --hidden-size, --seeds or the lengths",
+        )
     return args
+
+
+def memory_needed(args) -> int:
+    """A rough bound, from shapes alone, of the bytes the largest family's program holds:
+    float64 params (with their gradients) and the per-step carries kept for the backward."""
+    steps = max(args.lengths + args.cell_lengths)
+    needed = 0
+    for family in [*classic_families(args), *args.cell_families]:
+        cell = family.make_cell(family.values[0], args.hidden_size, jnp.float32)
+        params = jax.eval_shape(lambda cell=cell: cell.init(jax.random.key(0), FEATURES))
+        carry = jax.eval_shape(lambda cell=cell: cell.initial_carry(()))
+        sizes = [sum(leaf.size for leaf in jax.tree.leaves(tree)) for tree in (params, carry)]
+        per_config = 3 * sizes[0] + 8 * args.batch_size * steps * sizes[1]
+        needed = max(needed, 8 * len(family.values) * args.seeds * per_config)
+    return needed
 
 
 # --------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ CASES = [
     ("grad_norms", ["--cells", "lstn"], r"--cells: unknown cell 'lstn' \(did you mean 'lstm'\?\).*"),
     ("grad_norms", ["--lengths", "1"], r"--lengths: must all be >= 2 .*"),
     ("grad_norms", ["--rhos", "nan"], r"--rhos: must be finite, got \(nan,\)"),
+    ("grad_norms", ["--hidden-size", "100000000"], r"--hidden-size: the study needs about .* but the device has .*"),
 ]  # fmt: skip
 
 
@@ -115,3 +116,28 @@ def test_explicit_flags_win_over_quick(experiments):
     assert experiments["sweep"].parse_args(["--steps", "120"]).hidden_size == 32
     grad = experiments["grad_norms"].parse_args(["--quick", "--hidden-size", "8"])
     assert (grad.hidden_size, grad.lengths, grad.seeds) == (8, [20, 40], 2)
+
+
+def test_a_sweep_rerun_with_other_arguments_is_refused(experiments, capsys, tmp_path, monkeypatch):
+    """Oracle: the arguments of the first session: once a sweep has results, a re-run with
+    another --lr is refused naming the change, while --strategy (which does not change the
+    results) may differ and is recorded."""
+    sweep = experiments["sweep"]
+
+    def start_only(args, folder, builder, base, configs):  # the sweep itself is not the point
+        folder.start({"configurations": len(configs)})
+        (folder.path / "results.jsonl").write_text("")
+
+    monkeypatch.setattr(sweep, "run_and_report", start_only)
+    out = str(tmp_path / "sweep")
+    sweep.main(["--quick", "--out", out])
+    line = _error(sweep, ["--quick", "--lr", "loguniform:1e-3:1e-1:2", "--out", out], capsys)
+    assert re.fullmatch(
+        r"error: --out: .* holds a sweep run with a different config \(lr: "
+        r"'loguniform:1e-3:1e-1:4' -> 'loguniform:1e-3:1e-1:2'\); re-run with the same "
+        r"arguments to resume it, or pass another folder",
+        line,
+    ), line
+    sweep.main(["--quick", "--strategy", "loop", "--out", out])
+    history = io.read_json(tmp_path / "sweep" / "config.json")["history"]
+    assert history[-1]["changes"] == {"strategy": ["auto", "loop"]}

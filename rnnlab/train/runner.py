@@ -57,7 +57,9 @@ from rnnlab.train.engine import Trainer, TrainState, make_train, summarize_chunk
 __all__ = [
     "CONTINUABLE",
     "RunResult",
+    "available_memory",
     "check_memory",
+    "format_bytes",
     "memory_estimate",
     "package_versions",
     "restore_state",
@@ -266,7 +268,8 @@ def _nbytes(tree) -> int:
     return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree))
 
 
-def _human(count: float) -> str:
+def format_bytes(count: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if count < 1024 or unit == "PiB":
             return f"{count:.3g} {unit}"
@@ -304,7 +307,8 @@ def memory_estimate(trainer: Trainer) -> dict[str, int]:
     }
 
 
-def _available_memory() -> int | None:
+def available_memory() -> int | None:
+    """Bytes of memory of the default device (its limit on GPU/TPU, physical RAM on CPU)."""
     device = jax.devices()[0]
     with contextlib.suppress(Exception):
         stats = device.memory_stats() or {}
@@ -323,18 +327,18 @@ def check_memory(trainer: Trainer) -> dict[str, int]:
         with the estimate and the memory available.
     """
     estimate = memory_estimate(trainer)
-    available = _available_memory()
+    available = available_memory()
     needed = estimate["state"] + estimate["activations"]
     if available is not None and needed > available:
         config = trainer.config
         argument = "hidden_size" if estimate["state"] >= estimate["activations"] else "batch_size"
         raise _checks.ArgumentError(
             argument,
-            f"the run needs about {_human(needed)} ({estimate['parameters']:.3g} parameters "
-            f"with optimizer state: {_human(estimate['state'])}; activations for "
+            f"the run needs about {format_bytes(needed)} ({estimate['parameters']:.3g} parameters "
+            f"with optimizer state: {format_bytes(estimate['state'])}; activations for "
             f"batch_size={config.batch_size} x T={trainer.task.steps}: "
-            f"{_human(estimate['activations'])}) but {jax.devices()[0].platform} memory is "
-            f"{_human(available)}; lower hidden_size, num_layers, batch_size or length",
+            f"{format_bytes(estimate['activations'])}) but {jax.devices()[0].platform} memory is "
+            f"{format_bytes(available)}; lower hidden_size, num_layers, batch_size or length",
         )
     return estimate
 
