@@ -31,7 +31,8 @@ def test_writes_every_artifact(run, capsys):
     for name in ("curves_T20.png", "curves_T40.png", "decay.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     config = json.loads((out / "config.json").read_text())
-    assert config["lengths"] == [20, 40] and config["dtype"] == "float64"
+    assert config["config"]["lengths"] == [20, 40] and config["dtype"] == "float64"
+    assert config["kind"] == "grad_norms" and "numpy" in config["versions"]
 
 
 def test_summary_matches_the_raw_ratios(run):
