@@ -77,14 +77,7 @@ def test_bidirectional_layer_and_nnx_module_clip_traced_lengths():
     np.testing.assert_allclose(ys, model(xs, lengths=CLIPPED), rtol=1e-6, atol=1e-7)
 
 
-FUSED_X64 = pytest.mark.xfail(
-    strict=True,
-    reason="rnnlab/fused.py: the additive pullback adds a Python 0.0 (float64 under x64) to "
-    "float32 gates; fixed by pointwise(s, jnp.zeros_like(s), c)",
-)
-
-
-@pytest.mark.parametrize("name", ["lstm", pytest.param("rnn", marks=FUSED_X64)])
+@pytest.mark.parametrize("name", ["lstm", "rnn"])
 def test_x64_unroll_grad_and_carry_grad_norms(name):
     """Oracle: the float32 computation: with x64 on, float32 params and float64 inputs
     compute in float32 (the params' dtype) and equal the float32-input result, with finite
