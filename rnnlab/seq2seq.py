@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import Cell, gru
+from rnnlab.cells import Cell
+from rnnlab.cells.gru import gru
 from rnnlab.layers import Layer, bidirectional
 
 __all__ = ["DecoderState", "EncoderDecoder", "Memory", "encoder_decoder", "shift_right"]
