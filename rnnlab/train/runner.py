@@ -108,7 +108,7 @@ def _restore(manager, trainer: Trainer, step: int | None = None):
 def _compiled(config_json: str):
     """The trainer and its jitted chunk and evaluation, shared by runs of the same config."""
     trainer = make_train(TrainConfig.from_dict(json.loads(config_json)))
-    return trainer, jax.jit(trainer.train_chunk), jax.jit(trainer.evaluate)
+    return trainer, jax.jit(trainer.train_chunk), jax.jit(trainer.evaluate), jax.jit(trainer.select)
 
 
 def _write_config(out: Path, trainer: Trainer) -> None:
@@ -183,7 +183,7 @@ def run(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trainer, train_chunk, evaluate = _compiled(json.dumps(io.to_jsonable(config.to_dict())))
+    trainer, train_chunk, evaluate, select = _compiled(json.dumps(io.to_jsonable(config.to_dict())))
     task = trainer.task
     _write_config(out, trainer)
     hparams = trainer.default_hparams()
@@ -203,6 +203,7 @@ def run(
             print(f"resuming {out} from the checkpoint at step {done}", file=sys.stderr)
 
         diverged_step = int(state.diverged_step)
+        stopped = bool(trainer.stopped(state))
         chunks_run = 0
         start = time.perf_counter()
         label = f"{task.name} {config.cell} from step {done}"
@@ -210,16 +211,18 @@ def run(
             bar = None
             if show_progress:
                 bar = stack.enter_context(Progress(config.steps - done, label, unit="step"))
-            while int(state.step) < config.steps and diverged_step < 0:
+            while int(state.step) < config.steps and diverged_step < 0 and not stopped:
                 if stop_after_chunks is not None and chunks_run >= stop_after_chunks:
                     return RunResult({"stopped_at_step": int(state.step)}, state, trainer)
                 chunk_start = time.perf_counter()
                 state, metrics = train_chunk(state, hparams)
                 evals = evaluate(state, hparams, state.eval_key)
-                row = _python_row(summarize_chunk(task, state, metrics, evals))
+                state, validation = select(state, hparams)
+                row = _python_row({**summarize_chunk(task, state, metrics, evals), **validation})
                 elapsed = time.perf_counter() - chunk_start
                 row["steps_per_second"] = config.chunk_steps / elapsed
                 diverged_step = int(state.diverged_step)
+                stopped = bool(trainer.stopped(state))
                 io.append_jsonl(metrics_path, [row])
                 records.append(row)
                 chunks_run += 1
@@ -235,6 +238,8 @@ def run(
         last_good = manager.latest_step()
 
     summary = _summary(trainer, records, diverged_step, last_good, out)
+    if task.validation_set is not None and records:
+        summary.update(_selected(trainer, state, records, stopped))
     summary["wall_time_s"] = time.perf_counter() - start
     io.write_json(out / "summary.json", summary)
     if summary["diverged"]:
@@ -273,6 +278,26 @@ def _summary(trainer: Trainer, records, diverged_step: int, last_good, out: Path
             "records so far.  Lower the learning rate or clip the gradients."
         )
     return summary
+
+
+def _selected(trainer: Trainer, state: TrainState, records, stopped: bool) -> dict:
+    """The test scores of the best-validation params (recorded in the chunk that produced
+    them): the run's reported ``final_test_loss`` and metric; the last evaluation's stay
+    as ``last_test_*``."""
+    task = trainer.task
+    nan = {"test_loss": float("nan"), "test_metric": float("nan")}  # no finite validation loss
+    best = next((r for r in records if r["step"] == int(state.best_step)), nan)
+    return {
+        "selection": "best validation loss",
+        "best_step": int(state.best_step),
+        "best_validation_loss": float(state.best_validation_loss),
+        "stopped_early": stopped,
+        "final_test_loss": best["test_loss"],
+        task.metric_name: best["test_metric"],
+        "loss_over_baseline": best["test_loss"] / task.baseline_loss,
+        "last_test_loss": records[-1]["test_loss"],
+        "last_test_metric": records[-1]["test_metric"],
+    }
 
 
 def train_seeds(config: TrainConfig, num_seeds: int) -> dict[str, np.ndarray]:
