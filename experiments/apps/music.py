@@ -59,7 +59,7 @@ def main(argv=None) -> dict:
         parser,
         out="results/apps/music",
         quick=QUICK,
-        seeds=2,
+        seeds=3,
         steps=3000,
         chunk_steps=250,
         batch_size=16,
