@@ -19,10 +19,23 @@ __all__ = [
 ]
 
 
-def _baseline_lines(axis, baselines: Mapping[str, float]) -> None:
+def _baseline_lines(axis, baselines: Mapping[str, float], values) -> None:
+    """Horizontal lines at the baselines, and y limits that show ``values``: a baseline
+    far outside their range (more than their span away) is named with its value in the
+    legend instead of squashing the axis."""
+    values = np.asarray([v for v in np.ravel(values) if np.isfinite(v)], np.float64)
+    low, high = values.min(), values.max()
+    span = max(high - low, 1e-3 * max(abs(high), 1.0))
     styles = ("--", ":", "-.", (0, (1, 4)))
     for index, (name, value) in enumerate(baselines.items()):
-        axis.axhline(value, color="gray", ls=styles[index % len(styles)], label=name)
+        style = styles[index % len(styles)]
+        if low - 2 * span <= value <= high + 2 * span:
+            axis.axhline(value, color="gray", ls=style, label=name)
+            low, high = min(low, value), max(high, value)
+        else:
+            axis.plot([], [], color="gray", ls=style, label=f"{name}: {value:.3g} (off scale)")
+    margin = 0.08 * max(high - low, span)
+    axis.set_ylim(low - margin, high + margin)
 
 
 def plot_curves(
@@ -38,6 +51,7 @@ def plot_curves(
       baselines: ``{name: value}`` of the metric, drawn as horizontal lines.
     """
     fig, (loss_axis, metric_axis) = figure(1, 2, figsize=(11, 3.8))
+    shown = []
     for index, result in enumerate(results.values()):
         history, color = result.history, f"C{index % 10}"
         steps = history["step"][0]
@@ -46,10 +60,11 @@ def plot_curves(
             axis.plot(steps, np.median(values, 0), color=color, label=result.label)
             if len(values) > 1:
                 axis.fill_between(steps, values.min(0), values.max(0), color=color, alpha=0.15)
+        shown.append(np.median(history["test_metric"], 0))
     which = "validation" if "validation_loss" in next(iter(results.values())).history else "test"
     loss_axis.set(xlabel="step", ylabel=f"{which} loss", yscale="log", title=f"{which} loss")
     metric_axis.set(xlabel="step", ylabel=f"test {metric_name}", title=f"test {metric_name}")
-    _baseline_lines(metric_axis, baselines)
+    _baseline_lines(metric_axis, baselines, shown)
     metric_axis.legend(fontsize=8)
     save(fig, path)
 
@@ -62,24 +77,23 @@ def plot_comparison(
     baselines: Mapping[str, float] = {},
     title: str = "",
 ) -> None:
-    """The selected test metric of each model: a bar at the mean over seeds, a dot per
-    seed, and the baselines as horizontal lines.
+    """The selected test metric of each model: a dot per seed, a bar across at the mean
+    over seeds, and the baselines as horizontal lines.
 
     Args:
       rows: :func:`rnnlab.train.compare.summary_rows`.
     """
     fig, axis = figure(figsize=(max(4.0, 1.1 * len(rows) + 2), 3.8))
     positions = np.arange(len(rows))
-    axis.bar(positions, [row["test_metric"] for row in rows], color="C0", alpha=0.5)
     for position, row in zip(positions, rows, strict=True):
         seeds = row["test_metric_per_seed"]
-        axis.plot(np.full(len(seeds), position), seeds, "o", color="C0", ms=4)
-    _baseline_lines(axis, baselines)
+        axis.plot(np.full(len(seeds), position), seeds, "o", color="C0", ms=5, alpha=0.7)
+        axis.plot([position - 0.3, position + 0.3], [row["test_metric"]] * 2, color="C0", lw=2)
+    values = [v for row in rows for v in row["test_metric_per_seed"]]
+    _baseline_lines(axis, baselines, values)
     axis.set_xticks(positions, [row["model"] for row in rows], rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(rows) - 0.4)
     axis.set(ylabel=f"test {metric_name} (selected on validation)", title=title)
-    values = [v for row in rows for v in row["test_metric_per_seed"]] + list(baselines.values())
-    low, high = min(values), max(values)
-    axis.set_ylim(low - 0.1 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
     if baselines:
         axis.legend(fontsize=8)
     save(fig, path)
