@@ -23,7 +23,6 @@ samples.txt (temperature samples from the cell with the best validation loss).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -161,4 +160,4 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not False else 1)
+    main()
