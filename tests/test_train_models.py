@@ -16,7 +16,7 @@ import pytest
 from rnnlab import io, seq2seq
 from rnnlab.tasks import make_task
 from rnnlab.train import TrainConfig, make_train, run
-from rnnlab.train.compare import contrast
+from rnnlab.train.compare import contrast, seed_claims
 from rnnlab.train.config import add_config_arguments, config_from_arguments
 from rnnlab.train.sizing import matched_hidden_size, parameter_count
 
@@ -246,7 +246,8 @@ def test_command_line_flags_for_the_model_options():
 
 def test_contrast_is_the_difference_of_seed_means_with_its_standard_error():
     """Oracle: NumPy by hand — difference of means, sqrt(s_a^2/n_a + s_b^2/n_b), and the
-    two-standard-error verdicts, oriented by higher_is_better."""
+    two-standard-error verdicts, oriented by higher_is_better; seed_claims pairs cells
+    within one direction and each bidirectional model with its one-way cell."""
 
     class Result:
         def __init__(self, values):
@@ -261,3 +262,7 @@ def test_contrast_is_the_difference_of_seed_means_with_its_standard_error():
     assert claim["verdict"] == "holds"
     assert contrast(results, "a", "b", higher_is_better=False)["verdict"] == "reversed"
     assert contrast(results, "a", "c", higher_is_better=True)["verdict"] == "inconclusive"
+    labelled = {"bidirectional gru": results["a"], "bidirectional lstm": results["b"],
+                "gru": results["c"]}  # fmt: skip
+    claims = [c["claim"] for c in seed_claims(labelled, higher_is_better=True)]
+    assert claims == ["bidirectional gru beats bidirectional lstm", "bidirectional gru beats gru"]

@@ -378,9 +378,11 @@ def seed_claims(results: Mapping[str, ModelResult], *, higher_is_better: bool) -
       means they are within two standard errors, i.e. it matches);
     - bidirectional helps (``"bidirectional X"`` against ``"X"``).
 
-    Models the results lack are skipped.
+    The cell pairs are compared one-way and, where present, bidirectional; models the
+    results lack are skipped.
     """
-    pairs = [("lstm", "rnn"), ("gru", "rnn"), ("gru", "lstm")]
+    cells = [("lstm", "rnn"), ("gru", "rnn"), ("gru", "lstm")]
+    pairs = [(prefix + a, prefix + b) for prefix in ("", "bidirectional ") for a, b in cells]
     pairs += [(label, label.removeprefix("bidirectional ")) for label in results]
     return [
         contrast(results, better, worse, higher_is_better=higher_is_better)
