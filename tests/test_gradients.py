@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 
 import rnnlab
 from rnnlab import gradients
-from rnnlab.cells import Cell
-from rnnlab.gradients import Chunk, LinearRecurrence
+from rnnlab.cells import Cell, LinearRecurrence
+from rnnlab.gradients import Chunk
 
 HIDDEN, FEATURES, BATCH = 3, 2, 2
 
@@ -452,7 +452,7 @@ def test_one_step_influence_stays_within_the_units(cell_name, x64):
 # --------------------------------------------------------------------------------------
 
 
-def gated_recurrence() -> tuple[Cell, LinearRecurrence]:
+def gated_recurrence() -> Cell:
     """``a = sigmoid(x W_a + c_a)``, ``b = (1 - a) tanh(x W_b)``, ``y = h + x W_skip``:
     a minGRU-like real diagonal recurrence (``W_skip`` enters the output only)."""
 
@@ -466,9 +466,8 @@ def gated_recurrence() -> tuple[Cell, LinearRecurrence]:
     def units(params):
         return jax.tree.map(lambda p: np.broadcast_to(np.arange(HIDDEN), p.shape), params)
 
-    recurrence = LinearRecurrence(coefficients, output, units)
-    cell = _linear_cell("gated_diagonal", recurrence, _gated_init, jnp.float64, "gate", 0)
-    return cell, recurrence
+    return _linear_cell("gated_diagonal", coefficients, output, units, _gated_init,
+                        jnp.float64, "gate", 0)  # fmt: skip
 
 
 def _gated_init(key, features):
@@ -481,7 +480,7 @@ def _gated_init(key, features):
     }
 
 
-def lru_recurrence() -> tuple[Cell, LinearRecurrence]:
+def lru_recurrence() -> Cell:
     """An LRU-like complex recurrence (Orvieto et al. 2023): ``a = lambda = exp(-exp(nu) +
     i exp(theta))``, ``b = gamma (B x)`` with ``gamma = sqrt(1 - |lambda|^2)`` and complex
     ``B [H, F]`` (units on its first axis), ``y = Re(h C^T)`` with ``C`` output only."""
@@ -520,17 +519,18 @@ def lru_recurrence() -> tuple[Cell, LinearRecurrence]:
             "c_imag": jax.random.normal(keys[5], (HIDDEN, HIDDEN), jnp.float64),
         }
 
-    recurrence = LinearRecurrence(coefficients, output, units)
-    return _linear_cell("lru_like", recurrence, init, jnp.complex128, "b_real", 1), recurrence
+    return _linear_cell("lru_like", coefficients, output, units, init, jnp.complex128,
+                        "b_real", 1)  # fmt: skip
 
 
-def _linear_cell(name, recurrence: LinearRecurrence, init, carry_dtype, weight, axis) -> Cell:
-    """A :class:`Cell` stepping ``recurrence``; ``params[weight].shape[axis]`` is ``F``."""
+def _linear_cell(name, coefficients, output, units, init, carry_dtype, weight, axis) -> Cell:
+    """A :class:`Cell` stepping ``h = a h + b`` and declaring it (with ``units``) as its
+    :class:`LinearRecurrence`; ``params[weight].shape[axis]`` is ``F``."""
 
     def step(params, h, x):
-        a, b = recurrence.coefficients(params, x)
+        a, b = coefficients(params, x)
         h = a * h + b
-        return h, recurrence.output(params, h, x)
+        return h, output(params, h, x)
 
     return Cell(
         name=name,
@@ -538,7 +538,9 @@ def _linear_cell(name, recurrence: LinearRecurrence, init, carry_dtype, weight, 
         init=init,
         initial_carry=lambda batch_shape=(): jnp.zeros((*batch_shape, HIDDEN), carry_dtype),
         step=step,
+        output=output,
         input_size=lambda params: params[weight].shape[axis],
+        linear=LinearRecurrence(coefficients, units=units),
     )
 
 
@@ -612,14 +614,14 @@ def linear_problem(cell, seed, steps=6):
 def test_diagonal_rtrl_equals_numpy_sensitivities_and_bptt(x64):
     """Oracles: :func:`numpy_gated_rtrl` (hand-derived recursion) and the BPTT estimator;
     SnAp-1 with the same units is exact on a diagonal recurrence too."""
-    cell, recurrence = gated_recurrence()
+    cell = gated_recurrence()
     params, chunk = linear_problem(cell, seed=10)
     expected_loss, expected = numpy_gated_rtrl(params, chunk)
     results = {}
     for name, est in {
-        "diagonal_rtrl": gradients.diagonal_rtrl(cell, step_loss, recurrence=recurrence),
+        "diagonal_rtrl": gradients.diagonal_rtrl(cell, step_loss),
         "bptt": gradients.bptt(cell, step_loss),
-        "snap1": gradients.snap1(cell, step_loss, units=recurrence.units),
+        "snap1": gradients.snap1(cell, step_loss, units=cell.linear.units),
     }.items():
         state = est.init(params, (BATCH,))
         results[name] = jax.jit(est.update)(params, state, chunk)
@@ -630,14 +632,29 @@ def test_diagonal_rtrl_equals_numpy_sensitivities_and_bptt(x64):
 
 def test_diagonal_rtrl_is_exact_on_a_complex_lru_like_recurrence(x64):
     """Oracle: the BPTT estimator (JAX autodiff through the complex recurrence)."""
-    cell, recurrence = lru_recurrence()
+    cell = lru_recurrence()
     params, chunk = linear_problem(cell, seed=11)
-    est = gradients.diagonal_rtrl(cell, step_loss, recurrence=recurrence)
+    est = gradients.diagonal_rtrl(cell, step_loss)
     reference = gradients.bptt(cell, step_loss)
     _, grads, state = jax.jit(est.update)(params, est.init(params, (BATCH,)), chunk)
     _, expected, expected_state = jax.jit(reference.update)(
         params, reference.init(params, (BATCH,)), chunk
     )
+    assert_tree_close(grads, expected, rtol=1e-10)
+    np.testing.assert_allclose(state.carry, expected_state.carry, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell_name", ["lru", "rglru"])
+def test_diagonal_rtrl_equals_bptt_on_the_registered_cells(cell_name, x64):
+    """Oracle: the BPTT estimator.  The LRU's parameters each drive one unit; the RG-LRU's
+    input projection drives every unit's gates (units ``-1``, full sensitivity columns)."""
+    cell = rnnlab.cells.make(cell_name, HIDDEN, param_dtype=jnp.float64)
+    params, chunk = linear_problem(cell, seed=12)
+    results = []
+    for est in (gradients.diagonal_rtrl(cell, step_loss), gradients.bptt(cell, step_loss)):
+        results.append(jax.jit(est.update)(params, est.init(params, (BATCH,)), chunk))
+    (loss, grads, state), (expected_loss, expected, expected_state) = results
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
     assert_tree_close(grads, expected, rtol=1e-10)
     np.testing.assert_allclose(state.carry, expected_state.carry, rtol=1e-12)
 
@@ -883,13 +900,18 @@ def test_other_bad_inputs():
     with pytest.raises(ValueError, match=r"chunk.data\['weight'\] has shape"):
         bad = {**prob.chunk.data, "weight": prob.chunk.data["weight"][:, :2]}
         est.update(prob.params, state, prob.chunk._replace(data=bad))
-    with pytest.raises(ValueError, match="the lstm cell declares none"):
+    with pytest.raises(ValueError, match="the lstm cell declares no LinearRecurrence"):
         gradients.diagonal_rtrl(make_cell("lstm"), step_loss)
     gated, _ = gradients_free_cell()
     with pytest.raises(ValueError, match=r"cannot tell which unit parameter \['scale'\]"):
         gradients.snap1(gated, step_loss).init({"cell": gated.init(None, FEATURES)}, (BATCH,))
-    with pytest.raises(ValueError, match="needs the .* output as a function of its carry"):
-        gradients.pascanu_regularizer(gated, gated.init(None, FEATURES), np.zeros((3, 2)),
+    paired = Cell(
+        name="paired", hidden_size=HIDDEN, init=gated.init,
+        initial_carry=lambda batch_shape=(): (gated.initial_carry(batch_shape),) * 2,
+        step=lambda params, c, x: ((gated.step(params, c[0], x)[0],) * 2, c[0]),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="pytree carry and no output function"):
+        gradients.pascanu_regularizer(paired, paired.init(None, FEATURES), np.zeros((3, 2)),
                                       jnp.sum)  # fmt: skip
 
 
