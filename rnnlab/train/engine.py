@@ -20,14 +20,25 @@ import optax
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
+from rnnlab.train import estimation
 from rnnlab.train.config import TrainConfig
 from rnnlab.unrolling import tree_where
 
-__all__ = ["OPTIMIZER_HPARAMS", "Model", "TrainState", "Trainer", "make_model", "make_train"]
+__all__ = [
+    "OPTIMIZER_HPARAMS",
+    "REGULARIZER_HPARAMS",
+    "Model",
+    "TrainState",
+    "Trainer",
+    "make_model",
+    "make_train",
+]
 
 #: The optimizer's values a sweep may vary; the cell's sweepable hyperparameters
 #: (:attr:`rnnlab.cells.CellSpec.sweepable`) join them in ``hparams``.
 OPTIMIZER_HPARAMS = ("learning_rate", "clip_norm", "weight_decay", "momentum")
+#: Joins ``hparams`` when ``config.pascanu_alpha > 0`` (which compiles Omega in).
+REGULARIZER_HPARAMS = ("pascanu_alpha",)
 
 
 class TrainState(NamedTuple):
@@ -42,6 +53,9 @@ class TrainState(NamedTuple):
       eval_key: the fixed key of the evaluation sequences (synthetic tasks).
       diverged_step: int32 scalar, the first step whose loss or gradient norm was
         non-finite, or -1.  From then on params and opt_state are frozen.
+      stream: ``None`` for plain BPTT; else a
+        :class:`rnnlab.train.estimation.StreamState`: the gradient estimator's carried
+        state and, for a stateful run, the position of each training stream.
     """
 
     params: Any
@@ -50,6 +64,7 @@ class TrainState(NamedTuple):
     key: jax.Array
     eval_key: jax.Array
     diverged_step: jax.Array
+    stream: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -65,6 +80,7 @@ class Model:
       initial_carry: ``initial_carry(batch_shape=()) -> carry``.
       step: ``step(params, carry, x [..., F]) -> (carry, outputs [..., O])``, one
         time step including the readout (used for sampling text).
+      readout: ``readout(params, y [..., H]) -> outputs [..., O]``.
     """
 
     layer: Layer
@@ -72,6 +88,7 @@ class Model:
     apply: Callable
     initial_carry: Callable
     step: Callable
+    readout: Callable | None = None
 
 
 def _make_cell(config: TrainConfig, hparams: Mapping[str, jax.Array]):
@@ -116,7 +133,7 @@ def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]
         carry, y = layer.step(params["cell"], carry, x)
         return carry, readout(params, y)
 
-    return Model(layer, init, apply, layer.initial_carry, step)
+    return Model(layer, init, apply, layer.initial_carry, step, readout)
 
 
 def learning_rate_factor(config: TrainConfig, count: jax.Array) -> jax.Array:
@@ -186,8 +203,10 @@ class Trainer:
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
-        """The keys of ``hparams``: :data:`OPTIMIZER_HPARAMS`, then the cell's sweepable ones."""
-        return OPTIMIZER_HPARAMS + self.config.cell_spec.sweepable
+        """The keys of ``hparams``: :data:`OPTIMIZER_HPARAMS`, the cell's sweepable ones, then
+        :data:`REGULARIZER_HPARAMS` if ``config.pascanu_alpha > 0``."""
+        names = OPTIMIZER_HPARAMS + self.config.cell_spec.sweepable
+        return names + REGULARIZER_HPARAMS if self.config.pascanu_alpha else names
 
     def default_hparams(self) -> dict[str, jax.Array]:
         """The config's defaults as float32 scalars; ``clip_norm`` is ``inf`` when off.
@@ -205,6 +224,8 @@ class Trainer:
         }
         for name in spec.sweepable:
             values[name] = config.cell_options.get(name, spec.defaults[name])
+        if config.pascanu_alpha:
+            values["pascanu_alpha"] = config.pascanu_alpha
         return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
 
     def model(self, hparams: Mapping[str, jax.Array]) -> Model:
@@ -214,8 +235,10 @@ class Trainer:
         """A fresh state: model params from ``key`` and the init values in ``hparams``."""
         _check_hparams(self.hparam_names, hparams)
         init_key, data_key, eval_key = jax.random.split(_as_key(key), 3)
-        params = self.model(hparams).init(init_key)
+        model = self.model(hparams)
+        params = model.init(init_key)
         opt_state = make_optimizer(self.config, hparams).init(params)
+        stream_key = jax.random.fold_in(data_key, 1)  # leaves the other keys as they were
         return TrainState(
             params=params,
             opt_state=opt_state,
@@ -223,20 +246,28 @@ class Trainer:
             key=data_key,
             eval_key=eval_key,
             diverged_step=jnp.full((), -1, jnp.int32),
+            stream=estimation.init_stream(self.config, self.task, model, params, stream_key),
         )
 
     def _loss(self, model: Model, params, batch: Batch, step: jax.Array) -> jax.Array:
         loss = self.task.loss(model.apply(params, batch.inputs, batch.lengths), batch)
-        if self.config.inject_nan_at_step is not None:
-            loss = loss * jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
-        return loss
+        return self._inject_nan(loss, step)
+
+    def _inject_nan(self, tree, step: jax.Array):
+        if self.config.inject_nan_at_step is None:
+            return tree
+        factor = jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
+        return jax.tree.map(lambda leaf: leaf * factor.astype(leaf.dtype), tree)
 
     def train_step(self, state: TrainState, hparams: Mapping[str, jax.Array]):
         """One optimizer step on a fresh minibatch.
 
-        Gradients are clipped by global norm (Pascanu et al. 2013, Alg. 1: if
+        The gradient is BPTT through :func:`rnnlab.unroll`, or ``config.gradient``'s
+        estimator on the minibatch or the stream's next chunk
+        (:mod:`rnnlab.train.estimation`); ``pascanu_alpha > 0`` adds ``alpha grad
+        Omega``.  Gradients are clipped by global norm (Pascanu et al. 2013, Alg. 1: if
         ``||g|| > tau`` then ``g <- tau g / ||g||``).  If the loss or ``||g||`` is
-        non-finite, or the run diverged earlier, params and optimizer state are
+        non-finite, or the run diverged earlier, params, optimizer and stream state are
         kept (``jnp.where``) and ``diverged_step`` records the first such step.
 
         Returns:
@@ -246,10 +277,22 @@ class Trainer:
         model = self.model(hparams)
         optimizer = make_optimizer(self.config, hparams)
         key, batch_key = jax.random.split(state.key)
-        batch = self.task.sample(batch_key, self.config.batch_size)
-        loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
-            state.params, batch, state.step
-        )
+        if state.stream is None:
+            batch = self.task.sample(batch_key, self.config.batch_size)
+            loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
+                state.params, batch, state.step
+            )
+        else:
+            loss, grads, stream, chunk, carry = estimation.estimated_gradient(
+                self.config, self.task, model, state.params, state.stream, batch_key
+            )
+            loss, grads = self._inject_nan((loss, grads), state.step)
+        if self.config.pascanu_alpha:
+            if state.stream is None:
+                chunk, carry = estimation.minibatch_chunk(self.task, batch), None
+            grads = estimation.add_pascanu_gradient(
+                self.task, model, state.params, grads, chunk, carry, hparams["pascanu_alpha"]
+            )
         statistics = gradient_statistics(grads, hparams["clip_norm"])
         norm, clipped = statistics["global_norm"], statistics["clipped"]
         scale = jnp.where(clipped, hparams["clip_norm"] / norm, 1.0)
@@ -266,6 +309,7 @@ class Trainer:
             key=key,
             eval_key=state.eval_key,
             diverged_step=jnp.where(healthy & ~finite, state.step, state.diverged_step),
+            stream=None if state.stream is None else tree_where(keep, stream, state.stream),
         )
         return state, {"loss": loss, "grad_norm": norm, "clipped": clipped, "finite": finite}
 
@@ -337,4 +381,9 @@ def make_train(config: TrainConfig) -> Trainer:
         state, history = jax.jit(jax.vmap(trainer.train))(keys, batched)
     """
     task = make_task(config.task, config.length, **config.task_options)
-    return Trainer(config=config, task=task)
+    trainer = Trainer(config=config, task=task)
+    if estimation.uses_estimator(config) or config.pascanu_alpha:
+        model = trainer.model(trainer.default_hparams())
+        params = jax.eval_shape(model.init, jax.random.key(0))
+        estimation.check_gradient(config, task, model, params)
+    return trainer
