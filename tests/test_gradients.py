@@ -39,6 +39,10 @@ from rnnlab.gradients import Chunk
 
 HIDDEN, FEATURES, BATCH = 3, 2, 2
 
+#: Compilation dominates these tests and XLA's backend optimizations only lengthen it;
+#: both sides of every comparison are exact to rounding either way.
+fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
 
 @pytest.fixture(autouse=True)
 def strict_promotion():
@@ -79,7 +83,7 @@ def estimator(cell_name: str, dtype: str, spec: str) -> gradients.Estimator:
 
 @functools.cache
 def jitted_update(cell_name: str, dtype: str, spec: str):
-    return jax.jit(estimator(cell_name, dtype, spec).update)
+    return fast_jit(estimator(cell_name, dtype, spec).update)
 
 
 class Problem(NamedTuple):
@@ -251,7 +255,7 @@ def stream_through(cell_name, spec, prob: Problem, chunk_steps: int):
 
     chunks = Chunk(split(inputs), jax.tree.map(split, data), split(resets))
 
-    @jax.jit
+    @fast_jit
     def run(params, carry, chunks):
         state = est.init(params, (BATCH,), carry=carry)
 
@@ -349,7 +353,7 @@ def test_uoro_is_unbiased(x64):
     prob = prob._replace(chunk=prob.chunk._replace(resets=jnp.zeros((5,), bool)))
     est = estimator(cell_name, "float64", "uoro")
 
-    @jax.jit
+    @fast_jit
     def draws(keys):
         def one(key):
             state = est.init(prob.params, (), carry=prob.carry, key=key)
@@ -395,7 +399,7 @@ def dense_masked_rtrl(cell, params, carry, chunk):
         new, y = cell.step(unravel_params(theta), unravel_carry(s), x)
         return jax.flatten_util.ravel_pytree(new)[0], y
 
-    jacobians = jax.jit(jax.jacobian(flat_step, argnums=(0, 1)))
+    jacobians = fast_jit(jax.jacobian(flat_step, argnums=(0, 1)))
     inputs, data, resets = chunk
     s, sensitivity = np.asarray(flat_carry), np.zeros((flat_carry.size, flat_params.size))
     grad = np.zeros(flat_params.size)
@@ -624,7 +628,7 @@ def test_diagonal_rtrl_equals_numpy_sensitivities_and_bptt(x64):
         "snap1": gradients.snap1(cell, step_loss, units=cell.linear.units),
     }.items():
         state = est.init(params, (BATCH,))
-        results[name] = jax.jit(est.update)(params, state, chunk)
+        results[name] = fast_jit(est.update)(params, state, chunk)
     for name, (loss, grads, _) in results.items():
         np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, err_msg=name)
         assert_tree_close(grads, expected, rtol=1e-10)
@@ -636,8 +640,8 @@ def test_diagonal_rtrl_is_exact_on_a_complex_lru_like_recurrence(x64):
     params, chunk = linear_problem(cell, seed=11)
     est = gradients.diagonal_rtrl(cell, step_loss)
     reference = gradients.bptt(cell, step_loss)
-    _, grads, state = jax.jit(est.update)(params, est.init(params, (BATCH,)), chunk)
-    _, expected, expected_state = jax.jit(reference.update)(
+    _, grads, state = fast_jit(est.update)(params, est.init(params, (BATCH,)), chunk)
+    _, expected, expected_state = fast_jit(reference.update)(
         params, reference.init(params, (BATCH,)), chunk
     )
     assert_tree_close(grads, expected, rtol=1e-10)
@@ -652,7 +656,7 @@ def test_diagonal_rtrl_equals_bptt_on_the_registered_cells(cell_name, x64):
     params, chunk = linear_problem(cell, seed=12)
     results = []
     for est in (gradients.diagonal_rtrl(cell, step_loss), gradients.bptt(cell, step_loss)):
-        results.append(jax.jit(est.update)(params, est.init(params, (BATCH,)), chunk))
+        results.append(fast_jit(est.update)(params, est.init(params, (BATCH,)), chunk))
     (loss, grads, state), (expected_loss, expected, expected_state) = results
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
     assert_tree_close(grads, expected, rtol=1e-10)
