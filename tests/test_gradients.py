@@ -98,7 +98,9 @@ def normal(rng, shape, dtype):
 
 def problem(cell: Cell, batch_shape, steps, seed, dtype, reset_rate=0.2) -> Problem:
     rng = np.random.default_rng(seed)
-    leaves, treedef = jax.tree.flatten(cell.init(jax.random.key(seed), FEATURES))
+    # Only the shapes of the cell's init: tracing it compiles nothing.
+    shapes = jax.eval_shape(lambda key: cell.init(key, FEATURES), jax.random.key(seed))
+    leaves, treedef = jax.tree.flatten(shapes)
     cell_params = treedef.unflatten([normal(rng, leaf.shape, dtype) * 0.7 for leaf in leaves])
     readout = {"weight": normal(rng, (HIDDEN, 2), dtype), "bias": normal(rng, (2,), dtype)}
     template = jax.eval_shape(lambda: cell.initial_carry(batch_shape))
@@ -269,7 +271,7 @@ def stream_through(cell_name, spec, prob: Problem, chunk_steps: int):
     return run(prob.params, prob.carry, chunks)
 
 
-@settings(max_examples=2, deadline=None)
+@settings(max_examples=1, deadline=None)  # each example compiles anew
 @given(
     k1=st.integers(1, 3),
     extra=st.integers(0, 4),
