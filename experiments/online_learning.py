@@ -4,9 +4,10 @@ Each estimator trains the same small model (``--cell``, default a 16-unit GRU) o
 adding problem (Le et al. 2015: two marked values in ``[0, 1]``, target their sum, loss at
 the last step; predicting 1 gives MSE 1/6) through the engine's ``TrainConfig(gradient=...)``
 (:mod:`rnnlab.train.estimation`), with Adam and ``--seeds`` seeds vmapped.  Independent
-minibatches: every sequence starts from a fresh carry, so RTRL equals BPTT up to rounding
-and TBPTT(k) sees only the last k steps before the loss (it cannot reach the markers,
-which sit in the two halves of the sequence, when ``k < T/2``).
+minibatches: every sequence starts from a fresh carry, so RTRL equals BPTT up to rounding,
+and TBPTT(k)'s gradient sees only the last k steps before the loss: it cannot teach the
+network to store a marked value from earlier, though the readout can still decode what
+the dynamics happen to carry.
 
 Outputs in ``--out``: ``config.json``, ``summary.json`` (final test MSE per estimator,
 cost table), ``curves.csv`` (test MSE on fresh sequences every ``--chunk-steps`` updates,
