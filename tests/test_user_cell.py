@@ -175,3 +175,32 @@ def test_sweep_vmaps_over_its_hyperparameter(strategy):
         np.testing.assert_allclose(row["final_test_loss"], history["final_test_loss"], rtol=1e-4)
     with pytest.raises(ValueError, match="forget_bias.*cell 'user_leaky'"):
         TrainerBuilder(TINY).static_part({"forget_bias": 1.0})
+
+
+def test_an_unpicklable_registration_reaches_workers_as_a_clear_error():
+    """Oracle: pickle itself. A factory defined in exec'd code (like the README's) does not
+    pickle; the snapshot sent to sweep workers still pickles, and using that cell in a
+    worker raises an error naming it and the fix, instead of breaking every sweep."""
+    import pickle
+
+    from rnnlab.cells import _registry
+
+    namespace = {}
+    exec(  # noqa: S102  the README's pattern: a cell defined in __main__-like code
+        "import rnnlab\n"
+        "def unsendable(hidden_size, *, leak=0.5):\n"
+        "    return rnnlab.cells.make('rnn', hidden_size)\n"
+        "rnnlab.cells.register('test_unsendable', unsendable, replace=True)\n",
+        namespace,
+    )
+    try:
+        with pytest.raises(pickle.PicklingError):
+            pickle.dumps(namespace["unsendable"])
+        snapshot = pickle.loads(pickle.dumps(_registry.user_registrations()))
+        del _registry._REGISTRY["test_unsendable"]  # as in a fresh worker process
+        _registry.ensure_registered(snapshot)
+        assert cells.make("user_leaky", 4).hidden_size == 4  # the importable one survives
+        with pytest.raises(ValueError, match="'test_unsendable'.*importable module"):
+            cells.make("test_unsendable", 4)
+    finally:
+        _registry._REGISTRY.pop("test_unsendable", None)

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -261,10 +262,45 @@ def user_registrations() -> tuple:
     factory pickles by reference to its module).
     """
     return tuple(
-        (name, entry.factory, tuple(entry.presets.items()), entry.sweepable, entry.also_sweepable)
+        (
+            name,
+            _sendable(name, entry.factory),
+            tuple(entry.presets.items()),
+            entry.sweepable,
+            entry.also_sweepable,
+        )
         for name, entry in _REGISTRY.items()
         if callable(entry.factory)
     )
+
+
+def _sendable(name: str, factory):
+    """``factory`` if it pickles; else a stand-in that explains, if a worker uses it.
+
+    A factory defined in ``__main__`` of an interactive session (or ``exec``'d code)
+    does not pickle by reference; one such registration must not break sweeps of
+    the other cells.
+    """
+    try:
+        pickle.dumps(factory)
+    except Exception as error:  # PicklingError, AttributeError, TypeError, ...
+        return _Unsendable(name, f"{type(error).__name__}: {error}")
+    return factory
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unsendable:
+    """Registered in worker processes in place of a factory that did not pickle."""
+
+    name: str
+    reason: str
+
+    def __call__(self, hidden_size, **hyperparameters):
+        raise ValueError(
+            f"cell {self.name!r} was registered in the parent process with a factory that "
+            f"cannot be sent to worker processes ({self.reason}); define it in an importable "
+            "module (and pass --import MODULE), or run the sweep with strategy='vmap'"
+        )
 
 
 def ensure_registered(registrations: tuple) -> None:
