@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, recurrent, stacked
@@ -36,10 +37,14 @@ class TrainState(NamedTuple):
     Attributes:
       params: ``{"cell": cell params, "readout": {"weight": [H, O], "bias": [O]}}``
         (``"cell"`` is a tuple of per-layer params when ``num_layers > 1``).
-      opt_state: the optax state.
+      opt_state: the optax state of the params raveled into one vector
+        (:func:`jax.flatten_util.ravel_pytree`).
       step: int32 scalar, optimizer steps taken.
-      key: the PRNG key of the training data stream, split every step.
-      eval_key: the fixed key of the evaluation sequences (synthetic tasks).
+      key: the run's PRNG key.  It never changes: the minibatch of step ``t`` is drawn
+        from ``(key, t)`` (:meth:`Trainer.batch`).
+      eval_key: the key of the evaluation sequences of synthetic tasks
+        (:meth:`Trainer.eval_batch`); :meth:`Trainer.init` sets it to ``key``, whose
+        evaluation stream is independent of its training stream.
       diverged_step: int32 scalar, the first step whose loss or gradient norm was
         non-finite, or -1.  From then on params and opt_state are frozen.
     """
@@ -167,6 +172,42 @@ def _as_key(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(key)
 
 
+#: The PRNG of every draw inside the training program: initial params, minibatches and
+#: evaluation sequences.  Philox-2x32-10 (Salmon et al. 2011, "Parallel random numbers:
+#: as easy as 1, 2, 3") passes BigCrush and is what cuRAND and PyTorch use on GPUs.  On
+#: the CPU, JAX compiles each threefry draw (split, uniform, randint) into about eleven
+#: XLA kernels (a rolled loop) and each Philox-2x32 draw into one or two, and XLA's
+#: compile time is roughly proportional to the number of kernels: the adding task's
+#: sampler went from 98 kernels to 8 (``make bench``, section ``compile``).
+DRAW_IMPL = "philox2x32"
+#: Paths of :func:`draw_key`: the three independent streams of a run.
+INIT_STREAM, DATA_STREAM, EVAL_STREAM = 0, 1, 2
+
+
+def draw_key(key: jax.Array, stream: int, step=None) -> jax.Array:
+    """The :data:`DRAW_IMPL` key of ``stream`` (and ``step``) of the run key ``key``.
+
+    ``key`` may be of any PRNG implementation (typed, or raw ``uint32[2]`` data).  The
+    stream's number is the first Philox key, and each word of ``key``, then ``step``,
+    is hashed in with ``fold_in``: pure, no draw, one Philox block per word.  (Starting
+    from the stream rather than from ``key`` keeps the streams' hash chains apart, so
+    XLA fuses each into one kernel instead of sharing scalar intermediates.)  Philox-2x32
+    keys have 32 bits, so two different ``(stream, step)`` give the same key with
+    probability 2^-32: at most a repeated minibatch, never a cycle, since step ``t``
+    draws from ``(key, t)`` and not from a chain of splits.
+    """
+    # Hashing the step first and the loop-invariant words after lets XLA fuse each link
+    # into one kernel; the other order left each Philox round key as a kernel of its own.
+    first = stream if step is None else step
+    drawn = jax.random.wrap_key_data(jnp.reshape(first, (1,)).astype(jnp.uint32), impl=DRAW_IMPL)
+    words = jax.random.key_data(_as_key(key))
+    if step is not None:
+        drawn = jax.random.fold_in(drawn, stream)
+    for index in range(words.shape[-1]):
+        drawn = jax.random.fold_in(drawn, words[..., index])
+    return drawn
+
+
 def _check_hparams(names: tuple[str, ...], hparams: Mapping[str, Any]) -> None:
     missing = [name for name in names if name not in hparams]
     unknown = [name for name in hparams if name not in names]
@@ -213,15 +254,15 @@ class Trainer:
     def init(self, key: jax.Array, hparams: Mapping[str, jax.Array]) -> TrainState:
         """A fresh state: model params from ``key`` and the init values in ``hparams``."""
         _check_hparams(self.hparam_names, hparams)
-        init_key, data_key, eval_key = jax.random.split(_as_key(key), 3)
-        params = self.model(hparams).init(init_key)
-        opt_state = make_optimizer(self.config, hparams).init(params)
+        key = _as_key(key)
+        params = self.model(hparams).init(draw_key(key, INIT_STREAM))
+        opt_state = make_optimizer(self.config, hparams).init(ravel_pytree(params)[0])
         return TrainState(
             params=params,
             opt_state=opt_state,
             step=jnp.zeros((), jnp.int32),
-            key=data_key,
-            eval_key=eval_key,
+            key=key,
+            eval_key=key,
             diverged_step=jnp.full((), -1, jnp.int32),
         )
 
@@ -239,31 +280,37 @@ class Trainer:
         non-finite, or the run diverged earlier, params and optimizer state are
         kept (``jnp.where``) and ``diverged_step`` records the first such step.
 
+        The optimizer works on the params raveled into one vector
+        (:func:`jax.flatten_util.ravel_pytree`): every optimizer here is elementwise,
+        so this computes the same update as per-leaf optax, in a handful of compiled
+        kernels instead of several per parameter array (``make bench``, section
+        ``compile``).
+
         Returns:
           ``(state, metrics)`` with scalar ``loss``, ``grad_norm`` (before
           clipping), ``clipped`` and ``finite``.
         """
         model = self.model(hparams)
         optimizer = make_optimizer(self.config, hparams)
-        key, batch_key = jax.random.split(state.key)
-        batch = self.task.sample(batch_key, self.config.batch_size)
+        batch = self.batch(state)
         loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
             state.params, batch, state.step
         )
-        statistics = gradient_statistics(grads, hparams["clip_norm"])
+        flat_params, unravel = ravel_pytree(state.params)
+        flat_grads, _ = ravel_pytree(grads)
+        statistics = gradient_statistics(flat_grads, hparams["clip_norm"])
         norm, clipped = statistics["global_norm"], statistics["clipped"]
         scale = jnp.where(clipped, hparams["clip_norm"] / norm, 1.0)
-        grads = jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        flat_grads = flat_grads * scale.astype(flat_grads.dtype)
+        updates, opt_state = optimizer.update(flat_grads, state.opt_state, flat_params)
         finite = jnp.isfinite(loss) & jnp.isfinite(norm)
         healthy = state.diverged_step < 0
         keep = finite & healthy
         state = TrainState(
-            params=tree_where(keep, params, state.params),
+            params=unravel(jnp.where(keep, flat_params + updates, flat_params)),
             opt_state=tree_where(keep, opt_state, state.opt_state),
             step=state.step + 1,
-            key=key,
+            key=state.key,
             eval_key=state.eval_key,
             diverged_step=jnp.where(healthy & ~finite, state.step, state.diverged_step),
         )
@@ -275,22 +322,40 @@ class Trainer:
             lambda s, _: self.train_step(s, hparams), state, length=self.config.chunk_steps
         )
 
+    def batch(self, state: TrainState) -> Batch:
+        """The minibatch that :meth:`train_step` trains ``state`` on.
+
+        ``batch_size`` fresh sequences drawn with ``draw_key(state.key, DATA_STREAM,
+        state.step)``: a pure function of the run's key and the step, so any step's data
+        can be drawn again without replaying the run.
+        """
+        key = draw_key(state.key, DATA_STREAM, state.step)
+        return self.task.sample(key, self.config.batch_size)
+
+    def eval_batch(self, key: jax.Array) -> Batch:
+        """The held-out split, or ``eval_batch_size`` sequences drawn from ``key``."""
+        if self.task.test_set is not None:
+            return self.task.test_set()
+        return self.task.sample(draw_key(key, EVAL_STREAM), self.config.eval_batch_size)
+
     def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], key: jax.Array):
         """Loss and metric on the held-out split, or on ``eval_batch_size`` fresh sequences.
 
         Returns:
           ``{"loss": scalar, task.metric_name: scalar}``.
         """
+        return self._evaluate_on(state, hparams, self.eval_batch(key))
+
+    def _evaluate_on(self, state: TrainState, hparams, batch: Batch):
         task = self.task
-        if task.test_set is not None:
-            batch = task.test_set()
-        else:
-            batch = task.sample(_as_key(key), self.config.eval_batch_size)
         outputs = self.model(hparams).apply(state.params, batch.inputs, batch.lengths)
         return {"loss": task.loss(outputs, batch), task.metric_name: task.metric(outputs, batch)}
 
     def train(self, key: jax.Array, hparams: Mapping[str, jax.Array]):
         """The whole run as one pure function: nested scans over chunks and steps.
+
+        Every evaluation uses the same sequences (``state.eval_key`` is fixed), so they
+        are drawn once, before the loop.
 
         Returns:
           ``(state, history)``; ``history`` has ``[num_chunks]`` arrays ``step``,
@@ -299,10 +364,11 @@ class Trainer:
           ``final_test_loss`` and ``final_test_metric``.
         """
         state = self.init(key, hparams)
+        eval_batch = self.eval_batch(state.eval_key)
 
         def chunk(state, _):
             state, metrics = self.train_chunk(state, hparams)
-            evals = self.evaluate(state, hparams, state.eval_key)
+            evals = self._evaluate_on(state, hparams, eval_batch)
             return state, summarize_chunk(self.task, state, metrics, evals)
 
         state, history = jax.lax.scan(chunk, state, length=self.config.num_chunks)
