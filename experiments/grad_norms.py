@@ -365,7 +365,7 @@ def decay_series(family: Family, lengths, measured) -> list[grad_norm_plots.Deca
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
     start_time = time.perf_counter()
     out, study, compared = args.out, classic_families(args), args.cell_families
     resolved = {k: v for k, v in vars(args).items() if k != "cell_families"}

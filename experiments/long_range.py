@@ -67,7 +67,7 @@ def main(argv=None) -> None:
             )
         key, value = parse_option(option)
         cell_options[cell][key] = value
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
 
     plan = [
         (task, cell, length)

@@ -231,7 +231,7 @@ def findings(rows, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
     space = build_space(args)
     base = {
         "task": "adding",

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     arguments = parser.parse_args(argv)
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
     try:
         config = config_from_arguments(arguments)
     except ValueError as error:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from rnnlab._philox import PHILOX, philox2x32
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
@@ -176,36 +177,42 @@ def _as_key(key: jax.Array) -> jax.Array:
 #: evaluation sequences.  Philox-2x32-10 (Salmon et al. 2011, "Parallel random numbers:
 #: as easy as 1, 2, 3") passes BigCrush and is what cuRAND and PyTorch use on GPUs.  On
 #: the CPU, JAX compiles each threefry draw (split, uniform, randint) into about eleven
-#: XLA kernels (a rolled loop) and each Philox-2x32 draw into one or two, and XLA's
-#: compile time is roughly proportional to the number of kernels: the adding task's
-#: sampler went from 98 kernels to 8 (``make bench``, section ``compile``).
-DRAW_IMPL = "philox2x32"
-#: Paths of :func:`draw_key`: the three independent streams of a run.
+#: XLA kernels (a rolled loop) and each Philox draw into one or two, and XLA's compile
+#: time is roughly proportional to the number of kernels: the adding task's sampler went
+#: from 98 kernels to 8 (``make bench``, section ``compile``).  :mod:`rnnlab._philox`
+#: computes JAX's ``philox2x32`` streams bit for bit, in a form that also compiles in
+#: sharded (multi-device) sweeps.
+DRAW_IMPL = PHILOX
+#: The three independent streams of a run (see :func:`draw_key`).
 INIT_STREAM, DATA_STREAM, EVAL_STREAM = 0, 1, 2
 
 
 def draw_key(key: jax.Array, stream: int, step=None) -> jax.Array:
     """The :data:`DRAW_IMPL` key of ``stream`` (and ``step``) of the run key ``key``.
 
-    ``key`` may be of any PRNG implementation (typed, or raw ``uint32[2]`` data).  The
-    stream's number is the first Philox key, and each word of ``key``, then ``step``,
-    is hashed in with ``fold_in``: pure, no draw, one Philox block per word.  (Starting
-    from the stream rather than from ``key`` keeps the streams' hash chains apart, so
-    XLA fuses each into one kernel instead of sharing scalar intermediates.)  Philox-2x32
-    keys have 32 bits, so two different ``(stream, step)`` give the same key with
-    probability 2^-32: at most a repeated minibatch, never a cycle, since step ``t``
-    draws from ``(key, t)`` and not from a chain of splits.
+    ``key`` may be of any PRNG implementation (typed, or raw ``uint32[2]`` data).  Its
+    words, two at a time, are the counter of one Philox block keyed by ``stream``;
+    ``step`` is hashed in the same way (``fold_in``).  Pure, and no draw: one block per
+    two words.  Philox-2x32 keys have 32 bits, so two different ``(stream, step)`` give
+    the same key with probability 2^-32: at most a repeated minibatch, never a cycle,
+    since step ``t`` draws from ``(key, t)`` and not from a chain of splits.
     """
-    # Hashing the step first and the loop-invariant words after lets XLA fuse each link
-    # into one kernel; the other order left each Philox round key as a kernel of its own.
-    first = stream if step is None else step
-    drawn = jax.random.wrap_key_data(jnp.reshape(first, (1,)).astype(jnp.uint32), impl=DRAW_IMPL)
     words = jax.random.key_data(_as_key(key))
+    words = jnp.concatenate(
+        [words, jnp.zeros(words.shape[:-1] + (words.shape[-1] % 2,), jnp.uint32)], -1
+    )
+    # One-element vectors rather than scalars: XLA fuses a vector hash into one kernel,
+    # while a scalar hash's shared intermediates would each become a kernel.
+    hashed = jnp.full(words.shape[:-1] + (1,), stream, jnp.uint32)
+    for index in range(0, words.shape[-1], 2):
+        hashed = philox2x32(
+            hashed, words[..., index : index + 1], words[..., index + 1 : index + 2]
+        )[0]
     if step is not None:
-        drawn = jax.random.fold_in(drawn, stream)
-    for index in range(words.shape[-1]):
-        drawn = jax.random.fold_in(drawn, words[..., index])
-    return drawn
+        hashed = philox2x32(hashed, 0, jnp.reshape(step, (1,)).astype(jnp.uint32))[0]
+    # A kernel of its own: fused into every draw that uses it, the hash made XLA's
+    # fusions (and LLVM's time on them) grow steeply with vmap's batch size.
+    return jax.random.wrap_key_data(jax.lax.optimization_barrier(hashed), impl=DRAW_IMPL)
 
 
 def _check_hparams(names: tuple[str, ...], hparams: Mapping[str, Any]) -> None:
