@@ -31,23 +31,20 @@ Run: ``.venv/bin/python experiments/grad_norms.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import cells, diagnostics, io, plots, runtime
+from rnnlab import cells, cli, diagnostics, io, plots, runtime
 from rnnlab.plots import grad_norms as grad_norm_plots
 from rnnlab.progress import Progress
-from rnnlab.train import TrainConfig, make_train
-from rnnlab.train.runner import package_versions
+from rnnlab.train import TrainConfig, make_train, runner
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
@@ -64,6 +61,15 @@ DEFAULT_CELLS = (
     "indrnn",
     "orthogonal",
 )
+#: ``--quick``: tiny sizes for a smoke test (flags given explicitly win).
+QUICK = {
+    "lengths": [20, 40],
+    "cell_lengths": [20, 60],
+    "hidden_size": 16,
+    "seeds": 2,
+    "batch_size": 2,
+    "train_length": 20,
+}
 
 
 class Family(NamedTuple):
@@ -118,8 +124,8 @@ def parse_cell_family(text: str) -> Family:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/grad_norms"))
+    parser = cli.Parser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="results/grad_norms")
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--rhos", type=float, nargs="+", default=[0.5, 0.9, 1.0, 1.5])
     parser.add_argument("--forget-biases", type=float, nargs="+", default=[0.0, 1.0, 2.0])
@@ -127,7 +133,7 @@ def parse_args(argv=None):
         "--cells", nargs="*", default=list(DEFAULT_CELLS),
         help="cells compared in decay_cells.png: NAME or NAME:HYPERPARAMETER=v1,v2",
     )  # fmt: skip
-    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
+    parser.add_argument("--cell-lengths", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=8, help="parameter draws per config")
     parser.add_argument("--batch-size", type=int, default=8, help="input sequences per seed")
@@ -138,24 +144,59 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--train-length", type=int, default=100)
     parser.add_argument("--train-seeds", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.lengths, args.cell_lengths = [20, 40], [20, 60]
-        args.hidden_size, args.seeds, args.batch_size = 16, 2, 2
-        args.train_length = min(args.train_length, 20)
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="tiny smoke-test sizes (" + ", ".join(f"--{k.replace('_', '-')}" for k in QUICK)
+        + "); flags you give explicitly win",
+    )  # fmt: skip
+    args = cli.parse_with_preset(parser, argv, QUICK)
     args.rhos, args.forget_biases = tuple(args.rhos), tuple(args.forget_biases)
     args.lengths, args.cell_lengths = sorted(args.lengths), sorted(args.cell_lengths)
     for name in ("hidden_size", "seeds", "batch_size", "train_seeds", "train_length"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if min(args.lengths + args.cell_lengths) < 2:
-        parser.error("--lengths must all be >= 2 (the ratio compares step 1 with step T)")
+            cli.fail(cli.flag_of(name), f"must be >= 1, got {getattr(args, name)}")
+    for name in ("seed", "train_steps"):
+        if getattr(args, name) < 0:
+            cli.fail(cli.flag_of(name), f"must be >= 0, got {getattr(args, name)}")
+    for name in ("lengths", "cell_lengths"):
+        if min(getattr(args, name)) < 2:
+            cli.fail(
+                cli.flag_of(name),
+                "must all be >= 2 (the ratio compares step 1 with step T), got "
+                f"{getattr(args, name)}",
+            )
+    for name in ("rhos", "forget_biases"):
+        if not all(math.isfinite(v) for v in getattr(args, name)):
+            cli.fail(cli.flag_of(name), f"must be finite, got {getattr(args, name)}")
     try:
         args.cell_families = [parse_cell_family(text) for text in args.cells]
     except ValueError as error:
-        parser.error(f"--cells: {error}")
+        cli.fail("--cells", str(error))
+    needed, available = memory_needed(args), runner.available_memory()
+    if available is not None and needed > available:
+        cli.fail(
+            "--hidden-size",
+            f"the study needs about {runner.format_bytes(needed)} (float64 params and carries "
+            f"of {args.seeds} seeds x batch {args.batch_size} x T "
+            f"{max(args.lengths + args.cell_lengths)}) but the device has "
+            f"{runner.format_bytes(available)}; lower --hidden-size, --seeds or the lengths",
+        )
     return args
+
+
+def memory_needed(args) -> int:
+    """A rough bound, from shapes alone, of the bytes the largest family's program holds:
+    float64 params (with their gradients) and the per-step carries kept for the backward."""
+    steps = max(args.lengths + args.cell_lengths)
+    needed = 0
+    for family in [*classic_families(args), *args.cell_families]:
+        cell = family.make_cell(family.values[0], args.hidden_size, jnp.float32)
+        params = jax.eval_shape(lambda cell=cell: cell.init(jax.random.key(0), FEATURES))
+        carry = jax.eval_shape(lambda cell=cell: cell.initial_carry(()))
+        sizes = [sum(leaf.size for leaf in jax.tree.leaves(tree)) for tree in (params, carry)]
+        per_config = 3 * sizes[0] + 8 * args.batch_size * steps * sizes[1]
+        needed = max(needed, 8 * len(family.values) * args.seeds * per_config)
+    return needed
 
 
 # --------------------------------------------------------------------------------------
@@ -365,24 +406,37 @@ def decay_series(family: Family, lengths, measured) -> list[grad_norm_plots.Deca
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
+    study, compared = classic_families(args), args.cell_families
+    resolved = {k: v for k, v in vars(args).items() if k not in ("cell_families", "out", "quick")}
+    with cli.usage_errors():
+        folder = io.RunFolder.open(args.out, "grad_norms", resolved, argument="--out")
+    if folder.finished:
+        print(folder.finished_message(), flush=True)
+        return io.read_json(folder.path / io.SUMMARY_FILE)
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
+    with cli.usage_errors(plain=False), folder.lock():
+        args.out = folder.path
+        folder.start(
+            {
+                "families": {f.name: {"cell": f.cell, f.parameter or "none": f.values}
+                             for f in study},
+                "compared_cells": {f.name: {f.parameter or "none": f.values} for f in compared},
+                "features": FEATURES,
+                "loss": "0.5 * sum_b (y_T W + b - y_b)^2, W ~ N(0, 1/H), y ~ N(0, 1)",
+                "inputs": "x ~ N(0, 1) i.i.d.",
+                "dtype": "float64",
+                "band_percentiles": BAND,
+            }
+        )  # fmt: skip
+        summary = measure_and_report(args, study, compared)
+        folder.finish(wall_time_s=summary["wall_time_s"])
+    return summary
+
+
+def measure_and_report(args, study: list[Family], compared: list[Family]) -> dict:
+    """Both studies (and the optional training), their files and figures; the summary."""
     start_time = time.perf_counter()
-    out, study, compared = args.out, classic_families(args), args.cell_families
-    resolved = {k: v for k, v in vars(args).items() if k != "cell_families"}
-    io.write_json(
-        out / "config.json",
-        {
-            **resolved,
-            "families": {f.name: {"cell": f.cell, f.parameter or "none": f.values} for f in study},
-            "compared_cells": {f.name: {f.parameter or "none": f.values} for f in compared},
-            "features": FEATURES,
-            "loss": "0.5 * sum_b (y_T W + b - y_b)^2, W ~ N(0, 1/H), y ~ N(0, 1)",
-            "inputs": "x ~ N(0, 1) i.i.d.",
-            "dtype": "float64",
-            "band_percentiles": BAND,
-            "versions": package_versions(),
-        },
-    )  # fmt: skip
+    out = args.out
     measure_key, train_key, cells_key = jax.random.split(jax.random.key(args.seed), 3)
     band = f"{BAND[0]}-{BAND[1]}th percentile"
     summary = {
@@ -428,8 +482,7 @@ def main(argv=None) -> dict:
                 f"Gradient decay ||dL/dcarry_1|| / ||dL/dcarry_T|| at initialization "
                 f"(H={args.hidden_size}; dashed: the first of several carry leaves)"
             )
-            figure = grad_norm_plots.decay_figure({"registered cells": series}, band=band,
-                                                  title=title)  # fmt: skip
+            figure = grad_norm_plots.comparison_figure(series, band=band, title=title)
             plots.save(figure, out / "decay_cells.png")
         io.write_csv(out / "curves.csv", rows)
         io.write_csv(out / "ratios.csv", ratio_rows)

@@ -7,31 +7,33 @@
 For every task, cell and length T, trains --seeds seeds as one vmapped program
 and counts a seed as successful when its final test loss is below the threshold
 (--success-threshold, or --success-fraction of the task's trivial baseline).
-Writes config.json, results.csv, summary.json and success_vs_length.png.
+Writes config.json, results.csv, summary.json and success_vs_length.png.  Every
+configuration is validated before anything runs; a finished run is reported and left
+untouched.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 from rnnlab import cells as registry
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.plots.training import plot_success_vs_length
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train, train_seeds
-from rnnlab.train.config import parse_option
-from rnnlab.train.runner import package_versions
+from rnnlab.train.config import parse_option, task_name
+from rnnlab.train.divergence import explosion_step
+from rnnlab.train.runner import check_memory
 
 DEFAULT_LENGTHS = {"adding": [10, 30, 100], "copying": [5, 10, 20]}
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--tasks", nargs="+", default=["adding", "copying"])
+    parser.add_argument("--tasks", nargs="+", type=task_name, default=["adding", "copying"])
     parser.add_argument(
         "--cells", nargs="+", default=["rnn", "lstm", "gru"],
         help=f"registered cells ({', '.join(registry.available())})",
@@ -58,16 +60,20 @@ def main(argv=None) -> None:
         try:
             registry.spec(cell)
         except ValueError as error:
-            parser.error(f"--cells: {error}")
+            cli.fail("--cells", str(error))
     for text in arguments.cell_option:
         cell, _, option = text.partition(":")
         if cell not in cell_options or not option:
-            parser.error(
-                f"--cell-option: expected CELL:KEY=VALUE with CELL in --cells, got {text!r}"
+            cli.fail(
+                "--cell-option",
+                f"expected CELL:KEY=VALUE with CELL in --cells, got {text!r}",
             )
         key, value = parse_option(option)
         cell_options[cell][key] = value
-    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
+    for name in ("seeds", "success_fraction", "success_threshold"):
+        value = getattr(arguments, name)
+        if value is not None and not value > 0:
+            cli.fail(cli.flag_of(name), f"must be > 0, got {value}")
 
     plan = [
         (task, cell, length)
@@ -83,24 +89,48 @@ def main(argv=None) -> None:
         learning_rate=arguments.learning_rate,
         clip_norm=arguments.clip_norm,
     )
-    io.write_json(
-        f"{arguments.out}/config.json",
-        {
-            "arguments": vars(arguments),
-            "cell_options": cell_options,
-            "versions": package_versions(),
-        },
-    )
-    rows, start = [], time.perf_counter()
-    with Progress(len(plan), "long_range", unit="config") as bar:
-        for task, cell, length in plan:
+    trainers = {}
+    with cli.usage_errors(
+        {"cell_options": "--cell-option", "task": "--tasks", "length": "--lengths"}
+    ):
+        for task, cell, length in plan:  # every configuration is checked before any runs
             config = TrainConfig(
                 task=task, length=length, cell=cell, cell_options=cell_options[cell], **base
             )
-            baseline = make_train(config).task.baseline_loss
+            trainers[task, cell, length] = trainer = make_train(config)
+            check_memory(trainer)
+        folder = io.RunFolder.open(
+            arguments.out,
+            "long_range",
+            {**vars(arguments), "cell_options": cell_options},
+            argument="--out",
+        )
+    if folder.finished:
+        print(folder.finished_message())
+        return
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
+    with cli.usage_errors(plain=False), folder.lock():
+        folder.start()
+        run_plan(arguments, plan, trainers)
+        folder.finish()
+
+
+def run_plan(arguments, plan, trainers) -> None:
+    """Trains every (task, cell, T) of ``plan`` and writes the results."""
+    rows, start = [], time.perf_counter()
+    with Progress(len(plan), "long_range", unit="config") as bar:
+        for task, cell, length in plan:
+            config = trainers[task, cell, length].config
+            baseline = trainers[task, cell, length].task.baseline_loss
             threshold = arguments.success_threshold or arguments.success_fraction * baseline
             run_start = time.perf_counter()
             history = train_seeds(config, arguments.seeds)
+            exploded = [
+                explosion_step(steps, losses, baseline, config.divergence_loss_factor,
+                               config.divergence_patience) is not None
+                for steps, losses in zip(history["step"], history["train_loss"], strict=True)
+            ]  # fmt: skip
+            history["diverged"] = history["diverged"] | np.array(exploded)
             losses = np.where(history["diverged"], np.inf, history["final_test_loss"])
             below = history["test_loss"] < threshold  # [seeds, chunks]
             at_first = history["step"][np.arange(len(below)), below.argmax(axis=1)]
@@ -122,10 +152,10 @@ def main(argv=None) -> None:
             )
             bar.update(1, task=task, cell=cell, T=length, success=rows[-1]["success_rate"])
     io.write_csv(f"{arguments.out}/results.csv", rows)
+    plot_success_vs_length(rows, f"{arguments.out}/success_vs_length.png")
     io.write_json(
         f"{arguments.out}/summary.json", {"rows": rows, "wall_time_s": time.perf_counter() - start}
     )
-    plot_success_vs_length(rows, f"{arguments.out}/success_vs_length.png")
     for row in rows:
         print(
             f"{row['task']:>8} {row['cell']:>5} T={row['length']:<4} success "

@@ -20,22 +20,23 @@ the cells that accept it (all of them without a ``CELL:`` prefix).
 Writes ``config.json``, ``results.csv``/``results.jsonl``/``curves.jsonl`` (one row
 per configuration), ``summary.json`` (sweep timing and the findings),
 ``heatmaps.png``, ``marginals.png`` and ``importance.png``.  Rerunning with the
-same ``--out`` resumes: finished configurations are not rerun.
+same ``--out`` resumes: finished configurations are not rerun; a finished sweep is
+reported and left untouched; other arguments into the same folder are refused.
+Bad arguments exit with status 2 and one ``error: --flag: ...`` line.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 
-from rnnlab import runtime
+from rnnlab import cli, io, runtime
 from rnnlab.io import write_json
 from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals
 from rnnlab.sweep import (
     STRATEGIES,
     compare_strategies,
     configurations,
+    group_configs,
     importance,
     parse_seeds,
     parse_spec,
@@ -44,6 +45,9 @@ from rnnlab.sweep import (
 )
 from rnnlab.sweep.analysis import select, varying
 from rnnlab.sweep.engine import TrainerBuilder
+from rnnlab.sweep.run import check_configs
+from rnnlab.train import make_train
+from rnnlab.train.runner import check_memory
 
 METRIC = "final_test_loss"
 #: The default second axis of each cell of the default study.
@@ -64,9 +68,14 @@ QUICK = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/sweep"))
-    parser.add_argument("--quick", action="store_true", help="a < 2 minute version")
+    parser = cli.Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="results/sweep", help="output folder (resumed)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a < 2 minute version: smaller defaults for --lr, --axis, --seeds, --length, "
+        "--rnn-lengths, --steps and --hidden-size; flags you give explicitly win",
+    )
     parser.add_argument(
         "--cells", default="rnn,lstm,gru", help="comma list of registered cells, e.g. lstm,lru"
     )
@@ -105,12 +114,15 @@ def parse_args(argv=None):
         metavar="REPEATS",
         help="also time vmap, loop and processes on the first group (interleaved repeats)",
     )
-    args = parser.parse_args(argv)
+    args = cli.parse_with_preset(parser, argv, QUICK)
     if not args.threshold > 0:
-        parser.error(f"--threshold must be a fraction > 0 of the baseline; got {args.threshold}")
-    if args.quick:
-        for name, value in QUICK.items():
-            setattr(args, name, value)
+        cli.fail("--threshold", f"must be a fraction > 0 of the baseline; got {args.threshold}")
+    for name in ("chunk_size", "compare_strategies"):
+        if getattr(args, name) < (1 if name == "chunk_size" else 0):
+            cli.fail(cli.flag_of(name), f"must be >= {int(name == 'chunk_size')}, got "
+                     f"{getattr(args, name)}")  # fmt: skip
+    if args.clip_norm < 0:
+        cli.fail("--clip-norm", f"must be > 0 (or 0 for no clipping), got {args.clip_norm}")
     if args.axis is None:
         args.axis = list(DEFAULT_AXES)
     return args
@@ -162,8 +174,11 @@ def build_space(args):
         rnn_lengths = (
             parse_spec(args.rnn_lengths, "--rnn-lengths").values if args.rnn_lengths else ()
         )
-    except ValueError as error:
-        sys.exit(f"error: {error}")
+    except ValueError as error:  # the messages start with the flag: "--lr: ..."
+        flag, _, message = str(error).partition(": ")
+        if not flag.startswith("--"):
+            flag, message = "--axis", str(error)
+        cli.fail(flag, message)
     args.cell_axes = {cell: list(axes[cell]) for cell in cells}
     space = None
     for cell in cells:
@@ -229,9 +244,19 @@ def findings(rows, args):
     return out
 
 
+def flags(args) -> dict[str, str]:
+    """The flag of each configuration key, for error messages."""
+    names = {
+        "learning_rate": "--lr", "seed": "--seeds", "length": "--length",
+        "chunk_steps": "--eval-every", "cell": "--cells",
+    }  # fmt: skip
+    for axes in getattr(args, "cell_axes", {}).values():
+        names.update({name: f"--axis {name}" for name in axes})
+    return names
+
+
 def main(argv=None):
     args = parse_args(argv)
-    runtime.configure()  # compilation cache; no per-step page faults at long T (allocator)
     space = build_space(args)
     base = {
         "task": "adding",
@@ -242,15 +267,35 @@ def main(argv=None):
         "clip_norm": args.clip_norm or None,
         "eval_batch_size": 500,
     }
-    try:
+    resolved = {
+        k: v for k, v in vars(args).items() if k not in ("out", "quick", "cell_axes")
+    }  # fmt: skip
+    with cli.usage_errors(flags(args)):
         builder = TrainerBuilder(base)
-        builder.config({"cell": "lstm", "length": args.length})
-    except ValueError as error:
-        sys.exit(f"error: {error}")
-    configs = configurations(space, context=base)
-    write_json(
-        args.out / "config.json", {"args": vars(args), "base": base, "configurations": len(configs)}
-    )
+        configs = configurations(space, context=base)
+        check_configs(configs, builder)
+        for group in group_configs(configs, builder.static_part):
+            check_memory(make_train(builder.config(group.static)))
+        folder = io.RunFolder.open(
+            args.out,
+            "sweep",
+            {**resolved, "base": base},
+            may_change=("strategy", "chunk_size", "compare_strategies"),
+            work=("results.jsonl",),
+            argument="--out",
+        )
+    if folder.finished:
+        print(folder.finished_message())
+        return
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
+    with cli.usage_errors(plain=False), folder.lock():
+        run_and_report(args, folder, builder, base, configs)
+
+
+def run_and_report(args, folder, builder, base, configs):
+    """Runs the sweep into ``folder`` (locked) and writes the files and figures."""
+    args.out = folder.path
+    folder.start({"configurations": len(configs)})
     baselines = {}
 
     def threshold(config):
@@ -273,7 +318,6 @@ def main(argv=None):
     if args.compare_strategies:
         first = select(configs, cell=configs[0]["cell"], length=configs[0]["length"])
         report["strategies"] = compare_strategies(first, builder, repeats=args.compare_strategies)
-    write_json(args.out / "summary.json", report)
 
     panels = {
         panel_name(cell, length): select(rows, cell=cell, length=length)
@@ -303,6 +347,8 @@ def main(argv=None):
     plot_importance(
         report["importance"], args.out / "importance.png", title="main-effect importance"
     )
+    write_json(args.out / "summary.json", report)  # after the figures: the sweep is done
+    folder.finish(wall_seconds=result.summary["wall_seconds"])
     for name, region in report["regions"].items():
         print(
             f"{name:>12}: trained {region['trained_fraction']:.0%}, "

@@ -1,7 +1,8 @@
 """Argument checks shared by the whole package: one home for each kind of validation.
 
-Every check raises ``ValueError`` whose message names the argument, what it got and
-what would be accepted, so a user can fix the call without reading the source.
+Every check raises :class:`ArgumentError` (a ``ValueError``) whose message names the
+argument, what it got and what would be accepted, so a user can fix the call without
+reading the source; its ``argument`` attribute lets a command line name the flag.
 """
 
 from __future__ import annotations
@@ -10,6 +11,21 @@ import difflib
 import math
 import operator
 from collections.abc import Iterable
+
+
+class ArgumentError(ValueError):
+    """A bad argument: ``str(error)`` says why and how to fix it, ``error.argument`` names it.
+
+    ``argument`` is the library's name (``"hidden_size"``, ``"out"``,
+    ``"cell_options['forget_bias']"``); :mod:`rnnlab.cli` turns it into the flag.
+    """
+
+    def __init__(self, argument: str, message: str):
+        super().__init__(message)
+        self.argument = argument
+
+    def __reduce__(self):  # picklable across sweep worker processes
+        return (type(self), (self.argument, str(self)))
 
 
 def did_you_mean(value, choices: Iterable[str]) -> str:
@@ -22,9 +38,10 @@ def choice(argument: str, value, choices: Iterable[str]) -> str:
     """``value`` if it is one of ``choices``, else a ``ValueError`` with the closest match."""
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(
+        raise ArgumentError(
+            argument,
             f"{argument}={value!r} is not supported{did_you_mean(value, choices)}; "
-            f"use one of {choices}"
+            f"use one of {choices}",
         )
     return value
 
@@ -48,7 +65,7 @@ def integer(argument: str, value, *, minimum: int | None = None, maximum: int | 
         or (maximum is not None and number > maximum)
     ):
         joined = " and".join(part for part in (low, high) if part)
-        raise ValueError(f"{argument} must be an int{joined}, got {value!r}")
+        raise ArgumentError(argument, f"{argument} must be an int{joined}, got {value!r}")
     return number
 
 
@@ -74,9 +91,11 @@ def number(
                 raise TypeError
             value = value.item()
         except TypeError:
-            raise ValueError(f"{argument} must be a finite number, got {value!r}") from None
+            raise ArgumentError(
+                argument, f"{argument} must be a finite number, got {value!r}"
+            ) from None
     if not math.isfinite(value):
-        raise ValueError(f"{argument} must be a finite number, got {value!r}")
+        raise ArgumentError(argument, f"{argument} must be a finite number, got {value!r}")
     bad_low = minimum is not None and (value <= minimum if strict_minimum else value < minimum)
     bad_high = maximum is not None and (value >= maximum if strict_maximum else value > maximum)
     if bad_low or bad_high:
@@ -85,7 +104,7 @@ def number(
             parts.append(f"{'>' if strict_minimum else '>='} {minimum:g}")
         if maximum is not None:
             parts.append(f"{'<' if strict_maximum else '<='} {maximum:g}")
-        raise ValueError(f"{argument} must be {' and '.join(parts)}, got {value!r}")
+        raise ArgumentError(argument, f"{argument} must be {' and '.join(parts)}, got {value!r}")
     return float(value)
 
 
@@ -104,6 +123,8 @@ def concrete(value):
 
 def hyperparameter(argument: str, value, **bounds) -> None:
     """:func:`number` for a concrete hyperparameter; traced or batched values pass."""
-    scalar = concrete(value)
-    if scalar is not None:
-        number(argument, scalar, **bounds)
+    import jax
+
+    if isinstance(value, jax.core.Tracer) or (isinstance(value, jax.Array) and value.ndim):
+        return
+    number(argument, value.item() if isinstance(value, jax.Array) else value, **bounds)

@@ -98,7 +98,9 @@ def fused_scan(
     if consts:
         additive, pointwise_vjp = False, None  # the general pullback also gives d consts
     elif pointwise_vjp is None:
-        pointwise_vjp = lambda s, c: jax.vjp(lambda s, c: pointwise(s, 0.0, c), s, c)  # noqa: E731
+        pointwise_vjp = lambda s, c: jax.vjp(  # noqa: E731
+            lambda s, c: pointwise(s, jnp.zeros_like(s), c), s, c
+        )
     # hidden() is linear (it selects part of the carry); its transpose maps dh to d carry.
     hidden_transpose = jax.linear_transpose(hidden, carry)
 

@@ -64,6 +64,21 @@ def _flag(flag: jax.Array, like: jax.Array) -> jax.Array:
     return flag.reshape(flag.shape + (1,) * (like.ndim - flag.ndim))
 
 
+def _value_at_last_start(starts: jax.Array, values: jax.Array, reverse: bool) -> jax.Array:
+    """``values`` at the most recent start (in scan order) of every step: ``[..., T, N]``."""
+    steps = starts.shape[-1]
+    index = jnp.arange(steps)
+    if reverse:
+        last = jnp.where(starts, index, steps - 1)
+        last = jax.lax.cummin(last, axis=starts.ndim - 1, reverse=True)
+    else:
+        last = jax.lax.cummax(jnp.where(starts, index, 0), axis=starts.ndim - 1)
+    if values.shape[-2] == 1:
+        return values
+    values = jnp.broadcast_to(values, last.shape + values.shape[-1:])
+    return jnp.take_along_axis(values, last[..., None], axis=-2)
+
+
 def linear_scan(
     cell,
     params,
@@ -72,6 +87,7 @@ def linear_scan(
     *,
     valid: jax.Array | None = None,
     resets: jax.Array | None = None,
+    reset_carry: jax.Array | None = None,
     reverse: bool = False,
 ):
     """All carries and outputs of a cell with a :class:`LinearRecurrence`, in parallel.
@@ -82,7 +98,8 @@ def linear_scan(
       xs: ``[..., T, F]`` inputs (batch-major).
       initial: ``h_0: [..., N]``.
       valid: optional bool ``[..., T]``; invalid (padded) steps leave ``h`` unchanged.
-      resets: optional bool ``[..., T]``; ``h`` restarts from ``h_0`` before step ``t``.
+      resets: optional bool ``[..., T]``; ``h`` restarts before step ``t``.
+      reset_carry: what a reset restores, ``[..., N]``; default ``h_0``.
       reverse: scan from ``t = T - 1`` down to 0.
 
     Returns:
@@ -98,6 +115,13 @@ def linear_scan(
         starts = starts & valid
     start = _flag(jnp.broadcast_to(starts, a.shape[:-1]), a)
     h0 = jnp.expand_dims(initial, -2)
+    # The value each start restores: reset_carry at a reset (the first step's too, as in
+    # the sequential scan), h_0 at a first step without one.
+    if reset_carry is None:
+        restart = h0
+    else:
+        initial_start = first if resets is None else first & ~resets
+        restart = jnp.where(initial_start[..., None], h0, jnp.expand_dims(reset_carry, -2))
     keep = None if valid is None else _flag(jnp.broadcast_to(valid, a.shape[:-1]), a)
     if log_space:
         # h_t = exp(log B_t) + h_0 exp(log A_t), exact for a carry of any sign: B is the scan
@@ -109,7 +133,7 @@ def linear_scan(
         identity = (jnp.zeros_like(a), (jnp.full_like(b, -jnp.inf), jnp.full_like(a, -jnp.inf)))
         combine = _combine_log
     else:
-        elements = (jnp.where(start, jnp.zeros_like(a), a), jnp.where(start, a * h0 + b, b))
+        elements = (jnp.where(start, jnp.zeros_like(a), a), jnp.where(start, a * restart + b, b))
         identity = (jnp.ones_like(a), jnp.zeros_like(b))
         combine = _combine
     if keep is not None:
@@ -117,7 +141,7 @@ def linear_scan(
     _, hs = jax.lax.associative_scan(combine, elements, reverse=reverse, axis=a.ndim - 2)
     if log_space:
         from_zero, product = hs
-        hs = jnp.exp(from_zero) + h0 * jnp.exp(product)
+        hs = jnp.exp(from_zero) + _value_at_last_start(starts, restart, reverse) * jnp.exp(product)
     # Before a sequence's first valid step (an empty sequence) h is still h_0.
     if valid is not None:
         seen = jnp.cumsum(valid[..., ::-1] if reverse else valid, axis=-1) > 0

@@ -33,7 +33,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rnnlab.cells import Cell, gru
+from rnnlab import cells
+from rnnlab.cells import Cell
 from rnnlab.layers import Layer, bidirectional
 
 __all__ = ["DecoderState", "EncoderDecoder", "Memory", "encoder_decoder", "shift_right"]
@@ -158,8 +159,8 @@ def encoder_decoder(
     Raises:
       ValueError: naming ``decoder_cell`` if its carry leaves are not ``[D]`` vectors.
     """
-    encoder_cell = gru(hidden_size) if encoder_cell is None else encoder_cell
-    decoder_cell = gru(hidden_size) if decoder_cell is None else decoder_cell
+    encoder_cell = cells.make("gru", hidden_size) if encoder_cell is None else encoder_cell
+    decoder_cell = cells.make("gru", hidden_size) if decoder_cell is None else decoder_cell
     _check_decoder_cell(decoder_cell)
     encoder = bidirectional(encoder_cell)
     annotation_size = encoder.output_size

@@ -13,9 +13,10 @@ All three compute the same function (tested to float rounding); ``path="auto"``
 picks the fastest that applies on the current backend (:data:`AUTO_PREFERENCE`).
 
 Dtype policy: the computation runs in the floating dtype of the parameters.  ``xs``
-is cast to it, and a given ``carry`` is cast to the dtypes of
-``cell.initial_carry``, so float64 inputs with float32 params (or float16 params
-with float32 inputs) compute in the params' precision instead of failing.
+and every floating leaf of the carry (given or initial) are cast to it (complex leaves
+to the complex dtype of that precision), so float64 inputs with float32 params,
+float16 params with float32 inputs, or params cast to float64 after ``init``, compute
+in the params' precision instead of failing.
 """
 
 from __future__ import annotations
@@ -142,6 +143,15 @@ def _compute_dtype(params, xs: jax.Array):
     return jnp.finfo(dtype).dtype  # complex64 -> float32
 
 
+def _carry_dtype(leaf, compute):
+    """A carry leaf's dtype under the policy: the params' precision, complex kept complex."""
+    if jnp.issubdtype(leaf.dtype, jnp.complexfloating):
+        return jnp.complex128 if compute == jnp.float64 else jnp.complex64
+    if jnp.issubdtype(leaf.dtype, jnp.floating):
+        return compute
+    return leaf.dtype
+
+
 def _check_inputs(cell: Cell, params, xs, carry, lengths, resets):
     if xs.ndim < 2:
         raise ValueError(
@@ -220,6 +230,7 @@ def unroll(
     lengths: jax.Array | None = None,
     reverse: bool = False,
     resets: jax.Array | None = None,
+    reset_carry: Carry | None = None,
     unroll: int = 1,
     remat: bool = False,
     return_carries: bool = False,
@@ -234,7 +245,7 @@ def unroll(
         leading batch dimensions (including none) are allowed.  Cast to the params'
         floating dtype (see the module's dtype policy).
       carry: the initial carry, leaves ``[..., *]`` with the batch shape of ``xs``;
-        default ``cell.initial_carry(batch_shape)``.  Cast to that carry's dtypes.
+        default ``cell.initial_carry(batch_shape)``.  Cast to the params' precision.
       lengths: optional integer ``[...]`` (the batch shape) valid lengths in ``[0, T]``.
         Steps ``t >= lengths`` output exact zeros and leave the carry unchanged, so
         ``final_carry`` is the carry after each sequence's last valid step; their
@@ -244,9 +255,13 @@ def unroll(
       reverse: run each sequence from its own last valid step ``lengths - 1`` back to
         step 0.  Outputs stay aligned with input positions, and padded results equal
         those of the unpadded sequences.
-      resets: optional bool ``[..., T]``; ``resets[..., t]`` resets the carry to its
-        initial value before step ``t`` is consumed (episode boundaries).  With
-        ``reverse=True`` the same boundaries are honoured in the backward sweep.
+      resets: optional bool ``[..., T]``; ``resets[..., t]`` resets the carry before
+        step ``t`` is consumed (episode boundaries).  With ``reverse=True`` the same
+        boundaries are honoured in the backward sweep.
+      reset_carry: the carry a reset restores, shaped like ``carry``; default the
+        initial carry.  A stream carried across chunks passes
+        ``cell.initial_carry(batch_shape)`` here, so a document boundary starts afresh
+        rather than from the carried state.
       unroll: passed to ``lax.scan`` (measured slower than 1 on CPU).
       remat: rematerialize each step in the backward pass (``jax.checkpoint``),
         trading compute for the memory of the per-step intermediates.
@@ -283,15 +298,27 @@ def unroll(
             unroll=unroll,
         ),
     )
-    xs = xs.astype(_compute_dtype(params, xs))
+    compute = _compute_dtype(params, xs)
+    xs = xs.astype(compute)
     if cell.prepare is not None:
         params = cell.prepare(params)
     batch_shape, steps = xs.shape[:-2], xs.shape[-2]
     batch_ndim = len(batch_shape)
-    if carry is None:
-        initial = cell.initial_carry(batch_shape)
-    else:
-        initial = jax.tree.map(lambda c, e: jnp.asarray(c).astype(e.dtype), carry, expected_carry)
+
+    def as_carry(tree, argument):
+        if jax.tree.structure(tree) != jax.tree.structure(expected_carry):
+            raise ValueError(
+                f"{argument} must have the structure of cell.initial_carry({batch_shape}), "
+                f"{jax.tree.structure(expected_carry)}"
+            )
+        return jax.tree.map(
+            lambda c, e: jnp.broadcast_to(jnp.asarray(c).astype(_carry_dtype(e, compute)), e.shape),
+            tree,
+            expected_carry,
+        )
+
+    initial = as_carry(cell.initial_carry(batch_shape) if carry is None else carry, "carry")
+    reset_to = initial if reset_carry is None else as_carry(reset_carry, "reset_carry")
 
     if lengths is not None:
         # The default int dtype of jnp.arange, so strict dtype promotion accepts any int dtype.
@@ -320,8 +347,9 @@ def unroll(
 
     if path == "parallel":
         final, ys, carries = parallel.linear_scan(
-            cell, params, xs, initial, valid=valid, resets=resets, reverse=scan_reverse
-        )
+            cell, params, xs, initial, valid=valid, resets=resets, reverse=scan_reverse,
+            reset_carry=None if reset_carry is None else reset_to,
+        )  # fmt: skip
     else:
         time_major = jnp.moveaxis(xs, -2, 0)
         if path == "fused":
@@ -334,6 +362,7 @@ def unroll(
                 params,
                 time_major,
                 initial,
+                reset_to=reset_to,
                 valid=None if valid is None else jnp.moveaxis(valid, -1, 0),
                 resets=None if resets is None else jnp.moveaxis(resets, -1, 0),
                 reverse=scan_reverse,
@@ -354,8 +383,9 @@ def unroll(
 
 
 def _sequential_scan(
-    cell, params, time_major, initial, *, valid, resets, reverse, unroll, remat, return_carries
-):
+    cell, params, time_major, initial, *, reset_to, valid, resets, reverse, unroll, remat,
+    return_carries,
+):  # fmt: skip
     """``lax.scan`` of ``cell.step`` over ``[T, ..., F]`` inputs, with masking and resets.
 
     ``valid`` and ``resets`` are time-major ``[T, ...]`` bools.  Outputs may be any
@@ -365,7 +395,7 @@ def _sequential_scan(
     def body(c, scanned):
         x_t, valid_t, reset_t = scanned
         # A padded step keeps the pre-reset carry: resets past the length are ignored.
-        start = c if reset_t is None else tree_where(reset_t, initial, c)
+        start = c if reset_t is None else tree_where(reset_t, reset_to, c)
         new_c, y = cell.step(params, start, x_t)
         if valid_t is not None:
             new_c = tree_where(valid_t, new_c, c)

@@ -6,7 +6,8 @@ Oracles, per cell in ``rnnlab.cells.available()``:
   supports (sequential, fused, parallel), forwards and in reverse, values and gradients;
 - for cells with a parallel path: parallel equals sequential to 1e-5 in float32 and 1e-10
   in float64, values and gradients (params, inputs, initial carry of any sign), over
-  random lengths, resets, directions and batch shapes (hypothesis);
+  random lengths, resets (restoring a carry of their own), directions and batch shapes
+  (hypothesis);
 - padded sequences equal the unpadded ones, forwards and in reverse;
 - a packed sequence with resets equals the vmapped batch of its segments;
 - ``y_t == cell.output_of(params, carry_t, x_t)`` (the output contract);
@@ -132,16 +133,23 @@ def test_padded_equals_unpadded_both_directions(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_packed_with_resets_equals_separate_segments(name):
+    """A stream continued from a carried state: the first segment starts from ``carry``,
+    and every reset restores ``reset_carry`` (the cell's initial carry), as a stream of
+    documents carried across chunks needs."""
     cell, params = built(name)
     segments = [normal(2, (3, FEATURES)), normal(3, (2, FEATURES)), normal(4, (3, FEATURES))]
     packed = np.concatenate(segments)[None]
     resets = np.zeros((1, 8), bool)
     resets[0, [3, 5]] = True
+    fresh = cell.initial_carry((1,))
+    carried = hand_loop(cell, params, normal(9, (1, 4, FEATURES)))[1]  # any reachable state
     for path in [p for p in paths_of(cell) if p != "fused"]:
-        ys, _ = _unroll(cell, params, packed, resets=resets, path=path)
+        ys, _ = _unroll(
+            cell, params, packed, carry=carried, resets=resets, reset_carry=fresh, path=path
+        )
         start = 0
-        for segment in segments:
-            want, _ = hand_loop(cell, params, segment[None])
+        for index, segment in enumerate(segments):
+            want, _ = hand_loop(cell, params, segment[None], carried if index == 0 else fresh)
             np.testing.assert_allclose(
                 ys[0, start : start + len(segment)], want[0], atol=2e-5, err_msg=f"{name} {path}"
             )
@@ -215,13 +223,14 @@ def both_paths(name, dtype_name):
     params = jax.tree.map(np.asarray, cell.init(jax.random.key(3), FEATURES))
 
     @functools.partial(jax.jit, static_argnames="reverse", compiler_options=FAST_COMPILE)
-    def run(params, xs, carry, lengths, resets, weights, reverse):
+    def run(params, xs, carry, lengths, resets, reset_carry, weights, reverse):
         results = {}
         for path in ("sequential", "parallel"):
 
             def loss(params, xs, carry, path=path):
                 ys, final = rnnlab.unroll(cell, params, xs, carry=carry, lengths=lengths,
-                                          resets=resets, reverse=reverse, path=path)  # fmt: skip
+                                          resets=resets, reset_carry=reset_carry,
+                                          reverse=reverse, path=path)  # fmt: skip
                 return jnp.sum(jnp.sin(ys) * weights) + jnp.sum(jnp.abs(final) ** 2), (ys, final)
 
             grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
@@ -252,7 +261,9 @@ def test_parallel_equals_sequential(name, data):
         real = jnp.finfo(carry_template.dtype).dtype
         xs = (2 * rng.standard_normal((*batch_shape, TIME, FEATURES))).astype(real)
         weights = rng.standard_normal((*batch_shape, TIME, cell.hidden_size)).astype(real)
-        results = run(params, xs, carry, lengths, resets, weights, reverse=reverse)
+        # Resets restore a carry of their own (a stream's fresh start), of any sign too.
+        reset_carry = (rng.standard_normal(carry_template.shape) * 0.5).astype(carry.dtype)
+        results = run(params, xs, carry, lengths, resets, reset_carry, weights, reverse=reverse)
     tolerance = TOLERANCE[dtype]
     want, got = results["sequential"], results["parallel"]
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):

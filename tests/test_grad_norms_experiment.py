@@ -31,7 +31,8 @@ def test_writes_every_artifact(run, capsys):
     for name in ("curves_T20.png", "curves_T40.png", "decay.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     config = json.loads((out / "config.json").read_text())
-    assert config["lengths"] == [20, 40] and config["dtype"] == "float64"
+    assert config["config"]["lengths"] == [20, 40] and config["dtype"] == "float64"
+    assert config["kind"] == "grad_norms" and "numpy" in config["versions"]
 
 
 def test_summary_matches_the_raw_ratios(run):
@@ -44,13 +45,16 @@ def test_summary_matches_the_raw_ratios(run):
     assert on_disk["decay_ratio"] == json.loads(json.dumps(summary["decay_ratio"]))
     groups = {}
     for row in rows:
-        key = (row["family"], row["config"], row["leaf"], row["length"])
+        key = (row["study"], row["family"], row["config"], row["leaf"], row["length"])
         groups.setdefault(key, []).append(float(row["ratio"]))
-    assert len(groups) == 2 * (4 + 3 * 2 + 1)  # lengths x (tanh + LSTM h, c + GRU)
-    for (family, config, leaf, length), ratios in groups.items():
+    classic = [key for key in groups if key[0] == "decay_ratio"]
+    assert len(classic) == 2 * (4 + 3 * 2 + 1)  # lengths x (tanh + LSTM h, c + GRU)
+    # lengths x (rnn + lstm h, c + lru x 3 + mingru + cornn y, z + lem y, z + indrnn + orthogonal)
+    assert len(groups) - len(classic) == 2 * 13
+    for (study, family, config, leaf, length), ratios in groups.items():
         assert len(ratios) == 2 * 2  # seeds x batch
         expected = np.median(ratios)
-        np.testing.assert_allclose(on_disk["decay_ratio"][family][config][leaf][length], expected)
+        np.testing.assert_allclose(on_disk[study][family][config][leaf][length], expected)
 
 
 def test_decay_ratios_follow_the_theory(run):
@@ -72,3 +76,9 @@ def test_decay_ratios_follow_the_theory(run):
     vanishing = [tanh["recurrent_scale=0.5"]["h"], summary["decay_ratio"]["gru"]["default"]["h"]]
     for ratios in vanishing:
         assert ratios["40"] < ratios["20"] < 1
+    # The LRU is linear with |lambda| < 1: its gradient decays, the less so the closer its
+    # eigenvalues' ring sits to 1 (Orvieto et al. 2023).
+    lru = summary["decay_ratio_cells"]["lru"]
+    for length in ("20", "60"):
+        by_r_min = [lru[f"r_min={r:g}"]["h"][length] for r in (0, 0.9, 0.99)]
+        assert np.all(np.diff(by_r_min) > 0) and by_r_min[-1] < 1, by_r_min

@@ -3,6 +3,7 @@
 import itertools
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -33,7 +34,7 @@ from rnnlab.sweep import (
 )
 def test_loguniform_draws_one_per_log_stratum(low, decades, n, seed):
     """Oracle: the definition of stratified sampling: draw k lies in the k-th of n
-    equal-width strata of [log low, log high] (up to the 4-digit rounding)."""
+    equal-width strata of [log low, log high] (up to float rounding)."""
     high = low * 10**decades
     values = loguniform(low, high, n).expand("learning_rate", seed)
     edges = np.linspace(math.log(low), math.log(high), n + 1)
@@ -179,8 +180,9 @@ def test_parse_seeds():
             parse_seeds(bad)
 
 
-def test_experiment_cli_rejects_bad_specs_before_training():
-    """Oracle: the CLI contract: a malformed option exits with a message naming it."""
+def test_experiment_cli_rejects_bad_specs_before_training(capsys):
+    """Oracle: the CLI contract: a malformed option exits with status 2 and one
+    ``error: --flag: ...`` line naming it."""
     import importlib.util
     from pathlib import Path
 
@@ -195,5 +197,8 @@ def test_experiment_cli_rejects_bad_specs_before_training():
         (["--seeds", "two"], "--seeds"),
         (["--cells", "lstm,tcn"], "--cells"),
     ]:
-        with pytest.raises(SystemExit, match=option):
+        with pytest.raises(SystemExit) as exit_:
             module.build_space(module.parse_args(argv))
+        assert exit_.value.code == 2
+        message = capsys.readouterr().err
+        assert re.match(f"error: {option}", message) and message.count("\n") == 1, message

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import chex
@@ -24,11 +23,13 @@ ARGS = [
     "--length=8",
     "--hidden-size=8",
     "--batch-size=8",
-    "--steps=200",
+    "--steps=40",
     "--chunk-steps=5",
     "--quiet",
 ]
 TIMING = "steps_per_second"
+#: Summary entries that differ between sessions by nature: timing and the sessions' log.
+SESSION = ("wall_time_s", "history")
 
 
 def _records(out: Path) -> list[dict]:
@@ -38,7 +39,7 @@ def _records(out: Path) -> list[dict]:
 
 def _final(out: Path) -> dict:
     summary = json.loads((out / "summary.json").read_text())
-    return {k: v for k, v in summary.items() if k != "wall_time_s"}
+    return {k: v for k, v in summary.items() if k not in SESSION}
 
 
 def _assert_same_run(resumed: Path, uninterrupted: Path) -> None:
@@ -65,38 +66,43 @@ def test_stop_and_resume_in_process_is_bit_identical(tmp_path):
         run(config.replace(hidden_size=16), tmp_path / "a", show_progress=False)
 
 
-def _train(out: Path, cache: Path) -> subprocess.Popen:
-    """``experiments/train.py`` in a subprocess; a shared compilation cache saves recompiling."""
+def _train(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    """``experiments/train.py`` of this checkout in a subprocess; a shared compilation cache
+    saves recompiling."""
     command = [sys.executable, str(ROOT / "experiments" / "train.py"), *ARGS, f"--out={out}"]
     env = {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         "JAX_PLATFORMS": "cpu",
         "JAX_COMPILATION_CACHE_DIR": str(cache),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [*command, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_sigkill_then_rerun_is_bit_identical(tmp_path):
-    """Oracle: an uninterrupted subprocess run — SIGKILL after a checkpoint lands, re-run the
-    same command with the same --out, and the final params and metrics agree bit for bit."""
+    """Oracle: an uninterrupted subprocess run — SIGKILL mid-run, re-run the same command
+    with the same --out, and the final params and metrics agree bit for bit.  The kill is
+    deterministic: the run pauses (a hidden test hook) after its third chunk's records
+    and checkpoint are on disk, and is killed there, five chunks before its end."""
     killed, reference, cache = tmp_path / "killed", tmp_path / "reference", tmp_path / "cache"
     uninterrupted = _train(reference, cache)
     assert uninterrupted.wait(timeout=300) == 0, uninterrupted.stderr.read().decode()
-    process = _train(killed, cache)
-    deadline = time.monotonic() + 120
-    checkpoints = killed / "checkpoints"
-    while time.monotonic() < deadline and process.poll() is None:
-        if checkpoints.exists() and any(p.name.isdigit() for p in checkpoints.iterdir()):
-            break
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (killed / "summary.json").exists(), "the run finished before it could be killed"
+    process = _train(killed, cache, "--pause-after-chunks=3")
+    try:
+        paused = process.stdout.readline()  # blocks until the pause (or EOF on a crash)
+        assert paused.startswith(b"paused after step 15"), process.stderr.read().decode()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (killed / "summary.json").exists()
+    assert [r["step"] for r in _records(killed)] == [5, 10, 15]
     resumed = _train(killed, cache)
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr.decode()
-    assert b"resuming" in stderr
+    assert b"resuming" in stderr and b"step 15" in stderr
     _assert_same_run(killed, reference)
     assert np.isfinite(_final(killed)["final_test_loss"])

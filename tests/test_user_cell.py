@@ -39,11 +39,15 @@ def leaky(hidden_size, *, leak=0.5, scale=1.0):
         return h, h
 
     return cells.Cell(
-        name="leaky", hidden_size=hidden_size, init=init, initial_carry=initial_carry, step=step
+        name="user_leaky",
+        hidden_size=hidden_size,
+        init=init,
+        initial_carry=initial_carry,
+        step=step,
     )
 
 
-cells.register("leaky", leaky)
+cells.register("user_leaky", leaky)
 HIDDEN, FEATURES = 4, 2
 
 
@@ -57,9 +61,9 @@ def numpy_leaky(params, xs, leak=0.5):
 
 
 def test_registry_builds_it_and_knows_its_sweepable_hyperparameters():
-    assert "leaky" in cells.available()
-    assert cells.spec("leaky").sweepable == ("leak", "scale")
-    cell = cells.make("leaky", HIDDEN, leak=0.25)
+    assert "user_leaky" in cells.available()
+    assert cells.spec("user_leaky").sweepable == ("leak", "scale")
+    cell = cells.make("user_leaky", HIDDEN, leak=0.25)
     params = cell.init(jax.random.key(0), FEATURES)
     xs = np.random.default_rng(0).standard_normal((3, 6, FEATURES))
     ys, _ = rnnlab.unroll(cell, params, xs)
@@ -67,19 +71,21 @@ def test_registry_builds_it_and_knows_its_sweepable_hyperparameters():
 
 
 def test_registry_errors_name_the_problem():
-    with pytest.raises(ValueError, match="unknown cell 'leaki'.*did you mean 'leaky'"):
-        cells.make("leaki", 4)
+    with pytest.raises(ValueError, match="unknown cell 'user_leaki'.*did you mean 'user_leaky'"):
+        cells.make("user_leaki", 4)
     with pytest.raises(ValueError, match="already registered.*replace=True"):
-        cells.register("leaky", leaky)
-    with pytest.raises(ValueError, match="cell 'leaky' takes no hyperparameter 'leek'.*'leak'"):
-        cells.make("leaky", 4, leek=0.1)
+        cells.register("user_leaky", leaky)
+    with pytest.raises(
+        ValueError, match="cell 'user_leaky' takes no hyperparameter 'leek'.*'leak'"
+    ):
+        cells.make("user_leaky", 4, leek=0.1)
     with pytest.raises(ValueError, match="keyword-only"):
         cells.register("positional", lambda hidden_size, leak=0.5: leaky(hidden_size, leak=leak))
     assert "positional" not in cells.available()
 
 
 def test_every_unroll_option_and_layer():
-    cell = cells.make("leaky", HIDDEN)
+    cell = cells.make("user_leaky", HIDDEN)
     params = cell.init(jax.random.key(0), FEATURES)
     xs = np.random.default_rng(1).standard_normal((2, 5, FEATURES)).astype(np.float32)
     lengths, resets = np.array([5, 3]), np.zeros((2, 5), bool)
@@ -94,7 +100,7 @@ def test_every_unroll_option_and_layer():
         rnnlab.unroll(cell, params, xs, path="parallel")
     with pytest.raises(ValueError, match="path='fused'"):
         rnnlab.unroll(cell, params, xs, path="fused")
-    layer = rnnlab.stacked([rnnlab.bidirectional(cell), cells.make("leaky", 3)])
+    layer = rnnlab.stacked([rnnlab.bidirectional(cell), cells.make("user_leaky", 3)])
     layer_params = layer.init(jax.random.key(1), FEATURES)
     out, _ = layer.apply(layer_params, xs, lengths=lengths)
     assert out.shape == (2, 5, 3)
@@ -108,7 +114,7 @@ def test_every_unroll_option_and_layer():
 def test_nnx_module_by_name():
     from flax import nnx
 
-    module = rnnlab.nn.Recurrent.create("leaky", FEATURES, HIDDEN, rngs=nnx.Rngs(0), leak=0.3)
+    module = rnnlab.nn.Recurrent.create("user_leaky", FEATURES, HIDDEN, rngs=nnx.Rngs(0), leak=0.3)
     xs = np.random.default_rng(2).standard_normal((2, 5, FEATURES)).astype(np.float32)
     np.testing.assert_allclose(
         nnx.jit(lambda m, x: m(x))(module, xs),
@@ -118,7 +124,7 @@ def test_nnx_module_by_name():
 
 
 TINY = dict(
-    task="adding", length=5, cell="leaky", hidden_size=HIDDEN, batch_size=8, steps=4,
+    task="adding", length=5, cell="user_leaky", hidden_size=HIDDEN, batch_size=8, steps=4,
     chunk_steps=2, eval_batch_size=16,
 )  # fmt: skip
 
@@ -128,7 +134,7 @@ def test_engine_traces_its_hyperparameter_and_the_runner_resumes(tmp_path):
     config = TrainConfig(**TINY, cell_options={"leak": 0.3})
     trainer = make_train(config)
     hparams = trainer.default_hparams()
-    assert float(hparams["leak"]) == pytest.approx(0.3) and "scale" in hparams
+    assert float(hparams["leak"]) == pytest.approx(0.3, rel=1e-6) and "scale" in hparams
     batched = {k: jnp.stack([v, v]) for k, v in hparams.items()}
     batched["leak"] = jnp.array([0.1, 0.9])
     _, history = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0)), batched)
@@ -146,12 +152,13 @@ def test_cli_takes_it_by_name(tmp_path):
     from conftest import load_experiment
 
     train = load_experiment("train")
-    argv = ["--task", "adding", "--length", "5", "--cell", "leaky", "--cell-option", "leak=0.7",
-            "--hidden-size", "4", "--steps", "4", "--chunk-steps", "2", "--batch-size", "8",
-            "--eval-batch-size", "16", "--quiet", "--out", str(tmp_path)]  # fmt: skip
+    argv = ["--task", "adding", "--length", "5", "--cell", "user_leaky",
+            "--cell-option", "leak=0.7", "--hidden-size", "4", "--steps", "4",
+            "--chunk-steps", "2", "--batch-size", "8", "--eval-batch-size", "16", "--quiet",
+            "--out", str(tmp_path)]  # fmt: skip
     assert train.main(argv) == 0
     saved = rnnlab.io.read_json(tmp_path / "config.json")["config"]
-    assert saved["cell"] == "leaky" and saved["cell_options"] == {"leak": 0.7}
+    assert saved["cell"] == "user_leaky" and saved["cell_options"] == {"leak": 0.7}
     with pytest.raises(SystemExit):
         train.main([*argv[:-1], str(tmp_path / "bad"), "--cell-option", "leek=1"])
 
@@ -166,5 +173,5 @@ def test_sweep_vmaps_over_its_hyperparameter(strategy):
         hparams = {**trainer.default_hparams(), "leak": jnp.float32(config["leak"])}
         _, history = jax.jit(trainer.train)(jax.random.PRNGKey(config["seed"]), hparams)
         np.testing.assert_allclose(row["final_test_loss"], history["final_test_loss"], rtol=1e-4)
-    with pytest.raises(ValueError, match="forget_bias.*cell 'leaky'"):
+    with pytest.raises(ValueError, match="forget_bias.*cell 'user_leaky'"):
         TrainerBuilder(TINY).static_part({"forget_bias": 1.0})

@@ -157,3 +157,53 @@ def decay_figure(panels: Mapping[str, Sequence[DecaySeries]], *, band: str, titl
     fig.suptitle(f"{title}\nmedian over seeds and inputs, band: {band}", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def comparison_figure(series: Sequence[DecaySeries], *, band: str, title: str):
+    """Many cells' decay ratios against ``T`` in one log-log panel, legend outside.
+
+    A ratio of exactly 0 (every path through the step cut, e.g. dead ReLU units, or
+    float64 underflow below 1e-308) is drawn on the panel's bottom edge with an open
+    marker, and its legend entry says so.
+
+    Returns:
+      The matplotlib figure.
+    """
+    from matplotlib.ticker import NullFormatter
+
+    fig, axes = figure(1, 1, figsize=(10.5, 5.6), squeeze=False)
+    ax = axes[0, 0]
+    low, high = _log_limits([a for item in series for a in (item.low, item.high, item.median)])
+    low, high = low / 10, max(high, 10.0)
+    cmap = colormaps["tab20"]
+    markers = "osD^v<>pPX*hH"
+    colors = {}
+    for item in series:
+        key = item.label.split(" (")[0]
+        color = colors.setdefault(key, cmap(len(colors) % 20))
+        marker = markers[(len(colors) - 1) % len(markers)]
+        zero = ~(item.median > 0)
+        median = np.where(zero, low, item.median)
+        label = item.label + (" (0 at some T)" if zero.any() else "")
+        ax.plot(item.lengths, median, "--" if item.dashed else "-", color=color, lw=1.6,
+                marker=marker, label=label)  # fmt: skip
+        if zero.any():
+            ax.plot(item.lengths[zero], median[zero], marker, ms=11, mfc="none", color=color,
+                    clip_on=False)  # fmt: skip
+        ax.fill_between(item.lengths, np.maximum(item.low, low), np.maximum(item.high, low),
+                        color=color, alpha=0.12, lw=0)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(low, high)
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xticks(series[0].lengths, [str(t) for t in series[0].lengths])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel(
+        r"decay ratio $\|\partial L/\partial s_1\| \,/\, \|\partial L/\partial s_T\|$"
+        " (s: a carry leaf)"
+    )
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(f"{title}\nmedian over seeds and inputs, band: {band}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -82,6 +82,27 @@ class TrainerBuilder:
             static["cell_options"] = {**merged, **cell_options}
         return static
 
+    def validate(self, config: Mapping[str, Any]) -> TrainConfig:
+        """The full :class:`~rnnlab.train.TrainConfig` of one configuration, traced values
+        and seed included, so a sweep rejects what ``train.py`` rejects (a learning rate
+        <= 0, a clip norm of 0, a NaN forget bias, a negative seed, ...).
+
+        Raises:
+          ArgumentError: naming the field (``cell_options['forget_bias']`` for a cell's).
+        """
+        static = self.static_part(config)
+        values = {**self.base, **static}
+        spec = TrainConfig.from_dict(values).cell_spec
+        options = dict(values.get("cell_options", {}))
+        for key, value in config.items():
+            if key == "clip_norm" and value == float("inf"):
+                values[key] = None  # no clipping, as in TrainConfig
+            elif key in OPTIMIZER_HPARAMS or key == "seed":
+                values[key] = value
+            elif key in spec.sweepable:
+                options[key] = value
+        return TrainConfig.from_dict({**values, "cell_options": options})
+
     def config(self, static: Mapping[str, Any]) -> TrainConfig:
         """The validated config of a group (unknown names raise ``ValueError``)."""
         return TrainConfig.from_dict({**self.base, **static})

@@ -42,6 +42,7 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -297,6 +298,36 @@ def _worker_environment():
 
 
 _WORKER_EXECUTORS: dict = {}
+#: Seconds between a worker's checks that its parent is alive.
+PARENT_POLL_SECONDS = 0.2
+
+
+def _watch_parent(parent: int, death_signal: bool) -> None:
+    """Worker initializer: exit as soon as the sweep's process is gone.
+
+    A killed parent (``kill -9`` included) cannot shut its pool down, and a spawned
+    worker blocked on the task queue would run on forever.  A daemon thread polls
+    ``os.getppid()``: when the parent dies the worker is re-parented, and exits.
+    On Linux, ``prctl(PR_SET_PDEATHSIG)`` also delivers SIGKILL at once; only when the
+    main thread started the workers (the signal follows the starting *thread*).
+    """
+    import ctypes
+    import signal
+    import sys
+
+    if death_signal and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died while this worker started
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def _start_worker(_) -> int:
@@ -315,22 +346,34 @@ def _worker(build: Builder, static: dict, configs: list[dict]) -> ChunkResult:
 
 
 class ProcessPool:
-    """One spawned single-threaded worker per core; reused across groups and chunks."""
+    """One spawned single-threaded worker per core; reused across groups and chunks.
+
+    Workers die with the process that made the pool, even when it is killed (see
+    :func:`_watch_parent`).
+    """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
         self._executor = None
 
-    def run(self, build: Builder, static: dict, configs: list[dict]) -> ChunkResult:
-        """Splits ``configs`` evenly over the workers; returns them in order."""
+    def start(self) -> list[int]:
+        """Starts the workers (if not yet running); returns their pids."""
         if self._executor is None:
             with _worker_environment():
                 context = multiprocessing.get_context("spawn")
                 self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self.workers, mp_context=context
+                    self.workers,
+                    mp_context=context,
+                    initializer=_watch_parent,
+                    initargs=(os.getpid(), threading.current_thread() is threading.main_thread()),
                 )
                 # Workers start lazily on submit; start them all while the environment is set.
                 list(self._executor.map(_start_worker, range(self.workers)))
+        return sorted(process.pid for process in self._executor._processes.values())
+
+    def run(self, build: Builder, static: dict, configs: list[dict]) -> ChunkResult:
+        """Splits ``configs`` evenly over the workers; returns them in order."""
+        self.start()
         shares = [s.tolist() for s in np.array_split(np.arange(len(configs)), self.workers)]
         futures = [
             self._executor.submit(_worker, build, static, [configs[i] for i in share])

@@ -5,7 +5,9 @@ Files in a sweep's ``out`` folder:
 - ``results.jsonl``: one row per finished configuration, appended after each
   chunk and flushed, so a killed sweep keeps every finished chunk.  Resuming
   reads it and skips the ids found there (ids hash the base config too, so rows
-  of a different experiment in the same folder are never reused).
+  of a different experiment in the same folder are never reused).  A torn or
+  corrupt line is skipped and moved to ``results.jsonl.damaged``
+  (:func:`rnnlab.io.repair_jsonl`); only its configuration runs again.
 - ``curves.jsonl``: the per-evaluation history of each configuration.
 - ``results.csv``: the rows of the current sweep, in configuration order.
 - ``summary.json``: counts, strategy, throughput and timing of this session.
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from rnnlab.io import append_jsonl, read_jsonl, write_csv, write_json
+from rnnlab.io import append_jsonl, read_jsonl, repair_jsonl, write_csv, write_json
+from rnnlab.train.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE, explosion_step
 
 __all__ = [
     "CURVES_FILE",
@@ -33,6 +36,7 @@ __all__ = [
     "append_rows",
     "load_rows",
     "make_row",
+    "repair_files",
     "steps_to_threshold",
     "write_results",
 ]
@@ -69,6 +73,9 @@ def make_row(
     *,
     group: str = "",
     threshold: Threshold = None,
+    baseline: Threshold = None,
+    divergence_loss_factor: float | None = DEFAULT_FACTOR,
+    divergence_patience: int = DEFAULT_PATIENCE,
 ) -> dict[str, Any]:
     """One result row: the configuration, then final metrics, divergence and speed.
 
@@ -79,13 +86,19 @@ def make_row(
       group: the id of the configuration's static group.
       threshold: test loss for ``steps_to_threshold``: a number, or a function
         of the configuration (e.g. a fraction of its task's baseline).
+      baseline: the task's baseline loss (a number or a function of the
+        configuration) for the explosion criterion of
+        :mod:`rnnlab.train.divergence`; ``None`` skips that criterion.
+      divergence_loss_factor, divergence_patience: the criterion's settings, as in
+        :class:`rnnlab.train.TrainConfig`.
 
     Returns:
       ``{"id", "group", **config, "steps", "final_<metric>"..., <scalar entries of
-      history>, "best_test_loss", "diverged", "threshold", "steps_to_threshold"}``.
-      ``diverged`` is the engine's flag or any non-finite loss; final metrics are the last
-      evaluation (finite for a diverged run when the engine freezes the last
-      good parameters, ``nan`` otherwise).
+      history>, "best_test_loss", "diverged", "divergence", "diverged_step",
+      "threshold", "steps_to_threshold"}``.  ``diverged`` is the engine's flag, any
+      non-finite loss, or a loss explosion (``divergence`` says which, and
+      ``diverged_step`` when); final metrics are the last evaluation (finite for a
+      diverged run when the engine freezes the last good parameters, ``nan`` otherwise).
     """
     row: dict[str, Any] = {"id": config["id"], "group": group}
     row.update({k: v for k, v in config.items() if k != "id"})
@@ -105,7 +118,21 @@ def make_row(
     if "test_loss" in history:
         finite = np.asarray(history["test_loss"])[np.isfinite(history["test_loss"])]
         row["best_test_loss"] = float(finite.min()) if finite.size else math.nan
-    row["diverged"] = bool(np.asarray(history.get("diverged", False))) or non_finite
+    non_finite |= bool(np.asarray(history.get("diverged", False)))
+    level = baseline(config) if callable(baseline) else baseline
+    exploded = None
+    if "train_loss" in history and "step" in history:
+        exploded = explosion_step(
+            history["step"], history["train_loss"], level, divergence_loss_factor,
+            divergence_patience,
+        )  # fmt: skip
+    row["diverged"] = non_finite or exploded is not None
+    row["divergence"] = None
+    if non_finite:
+        row["divergence"] = "non-finite"
+    elif exploded is not None:
+        row["divergence"] = "loss explosion"
+        row["diverged_step"] = exploded
     level = threshold(config) if callable(threshold) else threshold
     row["threshold"] = level
     row["steps_to_threshold"] = steps_to_threshold(history, level)
@@ -124,10 +151,20 @@ def append_rows(out: str | Path, rows: Sequence[dict], curves: Sequence[dict] = 
 
 
 def load_rows(out: str | Path | None) -> dict[str, dict]:
-    """Finished rows by id from ``out/results.jsonl`` (empty if none); the last copy wins."""
+    """Finished rows by id from ``out/results.jsonl`` (empty if none); the last copy wins.
+
+    Unreadable lines are skipped and reported (the file is not changed).
+    """
     if out is None:
         return {}
-    return {row["id"]: _restore(row) for row in read_jsonl(Path(out) / JSONL_FILE)}
+    rows = read_jsonl(Path(out) / JSONL_FILE)
+    return {row["id"]: _restore(row) for row in rows if "id" in row}
+
+
+def repair_files(out: str | Path) -> None:
+    """Moves unreadable lines of the sweep's JSONL files aside (before appending)."""
+    for name in (JSONL_FILE, CURVES_FILE, SESSIONS_FILE):
+        repair_jsonl(Path(out) / name)
 
 
 def _restore(row: dict) -> dict:

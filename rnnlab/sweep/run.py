@@ -1,7 +1,9 @@
-"""``run_sweep``: groups, strategy choice, chunked execution, resume and result files."""
+"""``run_sweep``: validation, groups, strategy choice, chunked execution, resume, result files."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -12,6 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from rnnlab import _checks, io
 from rnnlab.progress import Progress
 from rnnlab.sweep.execute import (
     STRATEGIES,
@@ -25,7 +28,17 @@ from rnnlab.sweep.execute import (
     iter_chunks,
     pad_to,
 )
-from rnnlab.sweep.results import Threshold, _curve, append_rows, load_rows, make_row, write_results
+from rnnlab.sweep.results import (
+    Threshold,
+    _curve,
+    append_rows,
+    load_rows,
+    make_row,
+    repair_files,
+    write_results,
+)
+from rnnlab.train.config import MAX_SEED
+from rnnlab.train.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 
 __all__ = ["SweepResult", "compare_strategies", "run_sweep"]
 
@@ -71,12 +84,53 @@ class _Throughput:
 
 
 def _check(strategy: str, chunk_size: int, workers: int | None) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} is unknown; use one of {STRATEGIES}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a whole number >= 1; got {chunk_size!r}")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1 (processes per sweep); got {workers}")
+    _checks.choice("strategy", strategy, STRATEGIES)
+    _checks.positive_int("chunk_size", chunk_size)
+    if workers is not None:
+        _checks.positive_int("workers", workers)
+
+
+def check_configs(configs: Sequence[Mapping[str, Any]], build: Builder) -> None:
+    """Validates every configuration before anything runs or is written.
+
+    Each needs an ``"id"``; no value may be NaN; a ``"seed"`` must be an int in
+    ``[0, 2**31 - 1]``; and a builder with a ``validate(config)`` method (such as
+    :class:`~rnnlab.sweep.TrainerBuilder`, which checks a learning rate > 0, a clip
+    norm > 0, the cell's hyperparameter ranges, ... as ``train.py`` does) checks the rest.
+
+    Raises:
+      ArgumentError: naming the key (``error.argument``) and the configuration.
+    """
+    validate = getattr(build, "validate", None)
+    for config in configs:
+        if "id" not in config:
+            raise _checks.ArgumentError(
+                "configs", "every configuration needs an 'id'; build them with configurations()"
+            )
+        try:
+            for key, value in config.items():
+                if isinstance(value, (float, np.floating)) and math.isnan(value):
+                    raise _checks.ArgumentError(key, f"{key} must be a number, got {value!r}")
+            if "seed" in config:
+                _checks.integer("seed", config["seed"], minimum=0, maximum=MAX_SEED)
+            if validate is not None:
+                validate(config)
+        except _checks.ArgumentError as error:
+            shown = {k: v for k, v in config.items() if k != "id"}
+            raise _checks.ArgumentError(
+                error.argument, f"{error} (configuration {config['id']}: {shown})"
+            ) from None
+
+
+def _divergence(build: Builder, divergence) -> tuple[float | None, int]:
+    """The explosion criterion: given, else the builder's base config's, else the defaults."""
+    if divergence is not None:
+        return divergence
+    base = getattr(build, "base", None) or {}
+    return (
+        base.get("divergence_loss_factor", DEFAULT_FACTOR),
+        base.get("divergence_patience", DEFAULT_PATIENCE),
+    )
 
 
 def run_sweep(
@@ -91,8 +145,14 @@ def run_sweep(
     workers: int | None = None,
     progress: bool = True,
     label: str = "sweep",
+    baseline: Threshold = None,
+    divergence: tuple[float | None, int] | None = None,
 ) -> SweepResult:
     """Trains every configuration; vmaps within static groups; resumes from ``out``.
+
+    Every configuration is validated first (:func:`check_configs`); nothing runs or is
+    written before.  ``out`` is locked for the sweep (:func:`rnnlab.io.lock_folder`),
+    and unreadable lines of its JSONL files are moved aside before appending.
 
     Args:
       configs: configurations with stable ids (:func:`rnnlab.sweep.configurations`).
@@ -112,6 +172,12 @@ def run_sweep(
       workers: processes of ``"processes"``; default ``os.cpu_count()``.
       progress: print a progress line to stderr.
       label: the progress line's label.
+      baseline: the task's baseline loss (a number or a function of the config) for
+        the explosion criterion of :mod:`rnnlab.train.divergence`, applied to each
+        finished history; default the builder's ``baseline_loss(config)`` if it has
+        one (once per group), else no explosion check.
+      divergence: ``(divergence_loss_factor, divergence_patience)``; default the
+        builder's base config's values, else those of :class:`rnnlab.train.TrainConfig`.
 
     Returns:
       A :class:`SweepResult`.  ``summary["throughput"]`` is configurations x steps
@@ -119,6 +185,22 @@ def run_sweep(
       behind ``"auto"``'s choice.
     """
     _check(strategy, chunk_size, workers)
+    check_configs(configs, build)
+    writer = out is not None and jax.process_index() == 0
+    with contextlib.ExitStack() as stack:
+        if writer:
+            out = stack.enter_context(io.lock_folder(io.check_out(out)))
+            repair_files(out)
+        return _run_sweep(
+            configs, build, out, strategy, chunk_size, mesh, threshold, workers, progress,
+            label, baseline, _divergence(build, divergence), writer,
+        )  # fmt: skip
+
+
+def _run_sweep(
+    configs, build, out, strategy, chunk_size, mesh, threshold, workers, progress, label,
+    baseline, divergence, writer,
+) -> SweepResult:  # fmt: skip
     started = time.perf_counter()
     mesh = config_mesh() if mesh is None else mesh
     workers = workers or os.cpu_count() or 1
@@ -126,6 +208,16 @@ def run_sweep(
     ids = {config["id"] for config in configs}
     finished = {k: v for k, v in load_rows(out).items() if k in ids}
     pending_total = sum(c["id"] not in finished for c in configs)
+    if baseline is None and hasattr(build, "baseline_loss"):
+        baseline = build.baseline_loss
+    baselines: dict[str, float] = {}
+
+    def group_baseline(group):
+        if not callable(baseline):
+            return baseline
+        if group.id not in baselines:
+            baselines[group.id] = baseline(group.configs[0])
+        return baselines[group.id]
 
     chosen = strategy if strategy != "auto" else default_strategy(mesh)
     candidates = ["vmap", "loop"] + (["processes"] if workers > 1 else [])
@@ -134,14 +226,23 @@ def run_sweep(
     compile_seconds = 0.0
     pool = ProcessPool(workers) if workers > 1 or strategy == "processes" else None
     bar = Progress(pending_total, label, unit="cfg") if progress else None
-    writer = out is not None and jax.process_index() == 0
+    factor, patience = divergence
 
     def record(group, executor, strategy_used, chunk, result: ChunkResult):
         nonlocal compile_seconds
         compile_seconds += result.compile_seconds
         throughput.add(strategy_used, len(chunk) * executor.trainable.steps, result.run_seconds)
+        level = group_baseline(group)
         rows = [
-            make_row(config, history, group=group.id, threshold=threshold)
+            make_row(
+                config,
+                history,
+                group=group.id,
+                threshold=threshold,
+                baseline=level,
+                divergence_loss_factor=factor,
+                divergence_patience=patience,
+            )  # fmt: skip
             for config, history in zip(chunk, result.histories, strict=True)
         ]
         for row in rows:

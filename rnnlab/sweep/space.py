@@ -8,11 +8,12 @@ configurations and every configuration gets a stable :func:`config_id`.
 
 Random dimensions (``loguniform``, ``uniform``) are *stratified*: ``n`` draws,
 one uniformly inside each of ``n`` equal-width strata of ``[low, high]`` (in log
-space for ``loguniform``), sorted.  This is Latin-hypercube sampling in one
-dimension: it covers the range evenly (heatmaps get one column per draw) while
-still drawing continuous values (Bergstra & Bengio 2012).  The draws are a pure
-function of ``(space seed, dimension name, spec)``, so the same ``--lr`` gives the
-same learning rates in every product of a union and on every rerun.
+space for ``loguniform``), sorted, at full float precision: ``n`` draws are ``n``
+distinct configurations (a range too narrow to hold them is an error).  This is
+Latin-hypercube sampling in one dimension: it covers the range evenly (heatmaps get
+one column per draw) while still drawing continuous values (Bergstra & Bengio 2012).
+The draws are a pure function of ``(space seed, dimension name, spec)``, so the same
+``--lr`` gives the same learning rates in every product of a union and on every rerun.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 KINDS = ("choice", "loguniform", "uniform", "loggrid")
+#: The most configurations a space may expand to: more would take minutes and
+#: gigabytes just to list (about 1 KiB per configuration).
+MAX_CONFIGURATIONS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,13 @@ class Dimension:
         if self.kind == "choice":
             return self.values
         if self.kind == "loggrid":
-            return tuple(float(v) for v in np.geomspace(self.low, self.high, self.n))
+            values = tuple(float(v) for v in np.geomspace(self.low, self.high, self.n))
+            if len(set(values)) < self.n:
+                raise ValueError(
+                    f"{name}: {self.describe()} repeats values: the range holds too few "
+                    "floats; widen it or lower N"
+                )
+            return values
         stream = _stable_hash({"seed": seed, "name": name, "dimension": self.describe()})
         rng = np.random.default_rng(int(stream, 16))
         if self.kind == "loguniform":
@@ -78,8 +88,19 @@ class Dimension:
         edges = np.linspace(lo, hi, self.n + 1)
         draws = edges[:-1] + rng.uniform(size=self.n) * np.diff(edges)
         draws = np.exp(draws) if self.kind == "loguniform" else draws
-        # Round to 4 significant digits so ids, CSV and labels stay readable.
-        return tuple(float(f"{v:.4g}") for v in np.sort(draws))
+        # Full precision: rounding would merge draws (and silently drop configurations).
+        values = tuple(float(v) for v in np.sort(np.clip(draws, self.low, self.high)))
+        if len(set(values)) < self.n:
+            raise ValueError(
+                f"{name}: {self.describe()} gives only {len(set(values))} distinct values out "
+                f"of {self.n}: the range holds too few floats; widen it or lower N"
+            )
+        return values
+
+    @property
+    def size(self) -> int:
+        """How many values :meth:`expand` gives."""
+        return len(self.values) if self.kind == "choice" else self.n
 
     @property
     def is_log(self) -> bool:
@@ -89,7 +110,13 @@ class Dimension:
         """The dimension as CLI spec text (round-trips through :func:`parse_spec`)."""
         if self.kind == "choice":
             return ",".join(str(v) for v in self.values)
-        return f"{self.kind}:{self.low:g}:{self.high:g}:{self.n}"
+        return f"{self.kind}:{_exact(self.low)}:{_exact(self.high)}:{self.n}"
+
+
+def _exact(value: float) -> str:
+    """``value`` as short text that parses back to the same float (``1e-04`` -> ``0.0001``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def choice(values: Iterable) -> Dimension:
@@ -110,7 +137,22 @@ def _ranged(kind: str, low: float, high: float, n: int) -> Dimension:
         raise ValueError(f"{kind} needs low > 0 (it spaces values in log space); got low={low:g}")
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"{kind} needs a whole number of values n >= 1; got n={n!r}")
+    if n > MAX_CONFIGURATIONS:
+        raise ValueError(
+            f"{kind} with n={int(n):,} values exceeds the limit of {MAX_CONFIGURATIONS:,} "
+            f"configurations (its values alone take {_memory(n)}); lower n"
+        )
     return Dimension(kind, low=low, high=high, n=int(n))
+
+
+def _memory(count: float) -> str:
+    """A rough size of ``count`` configurations held as Python dicts (~1 KiB each)."""
+    size = count * 1024.0
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"about {size:.3g} {unit}"
+        size /= 1024
+    return f"about {size:.3g} TiB"
 
 
 def loguniform(low: float, high: float, n: int) -> Dimension:
@@ -220,6 +262,13 @@ def configurations(space: Space, seed: int = 0, context: Mapping | None = None) 
     Returns:
       A list of dicts in product order, duplicates removed.
     """
+    total = sum(math.prod(dim.size for _, dim in prod) for prod in space.products)
+    if total > MAX_CONFIGURATIONS:
+        sizes = " | ".join(" x ".join(f"{n}={d.size}" for n, d in prod) for prod in space.products)
+        raise ValueError(
+            f"the space has {total:,} configurations ({sizes}), more than the limit of "
+            f"{MAX_CONFIGURATIONS:,} ({_memory(total)} to list them); sweep fewer values"
+        )
     configs, seen = [], set()
     for prod in space.products:
         names = [name for name, _ in prod]

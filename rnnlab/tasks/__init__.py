@@ -19,6 +19,7 @@ from rnnlab.tasks.digits import digits
 from rnnlab.tasks.forecasting import sunspots
 from rnnlab.tasks.latch import latch
 from rnnlab.tasks.mnist1d import mnist1d
+from rnnlab.tasks.teacher_student import teacher_student
 from rnnlab.tasks.temporal_order import temporal_order
 from rnnlab.tasks.text import char_lm, dyck_text, generate, shakespeare
 from rnnlab.tasks.translation import number_words_to_digits
@@ -45,6 +46,7 @@ __all__ = [
     "number_words_to_digits",
     "shakespeare",
     "sunspots",
+    "teacher_student",
     "temporal_order",
 ]
 
@@ -66,6 +68,7 @@ TASKS = {
     "shakespeare": shakespeare,
     "translation": number_words_to_digits,
     "ecg_anomaly": ecg_anomaly,
+    "teacher_student": teacher_student,
 }
 
 

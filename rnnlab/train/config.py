@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
+
+from rnnlab import _checks
+from rnnlab.train.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 
 __all__ = [
     "OPTIMIZERS",
@@ -28,6 +29,8 @@ __all__ = [
 #: Config fields that became cell hyperparameters (``cell_options``).
 MOVED_TO_CELL_OPTIONS = ("activation", "recurrent_init", "forget_bias", "recurrent_scale")
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
+#: The largest seed: seeds travel as int32 arrays in vmapped runs and sweeps.
+MAX_SEED = 2**31 - 1
 SCHEDULES = ("constant", "cosine", "linear")
 
 
@@ -61,7 +64,12 @@ class TrainConfig:
         clipping off (``inf`` in ``hparams``); ``momentum=None`` means 0.9 for SGD
         and 0 otherwise.  ``weight_decay`` is decoupled for AdamW and an L2 term
         for the others.
-      seed: the run's PRNG seed.
+      seed: the run's PRNG seed, in ``[0, 2**31 - 1]``.
+      divergence_loss_factor, divergence_patience: the explosion criterion of
+        :func:`rnnlab.train.divergence.explosion_step`: a run has diverged once its
+        chunk-mean training loss exceeds ``divergence_loss_factor`` times the task's
+        baseline loss for ``divergence_patience`` consecutive chunks (``None`` turns the
+        criterion off; non-finite losses always count as divergence).
       inject_nan_at_step: test hook: the loss (and so every gradient) becomes NaN
         at this step, to exercise divergence handling.  ``None`` in real runs.
     """
@@ -85,53 +93,86 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float | None = None
     seed: int = 0
+    divergence_loss_factor: float | None = DEFAULT_FACTOR
+    divergence_patience: int = DEFAULT_PATIENCE
     inject_nan_at_step: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "task_options", dict(self.task_options))
         object.__setattr__(self, "cell_options", dict(self.cell_options))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
+        _checks.choice("task", self.task, _task_names())
+        _checks.choice("optimizer", self.optimizer, OPTIMIZERS)
+        _checks.choice("schedule", self.schedule, SCHEDULES)
         for name in ("hidden_size", "num_layers", "batch_size", "steps", "chunk_steps"):
-            _positive_int(name, getattr(self, name))
-        _positive_int("eval_batch_size", self.eval_batch_size)
+            _checks.positive_int(name, getattr(self, name))
+        _checks.positive_int("eval_batch_size", self.eval_batch_size)
         if self.length is not None:
-            _positive_int("length", self.length)
-        _int_at_least("warmup_steps", self.warmup_steps, 0)
-        _int_at_least("seed", self.seed, 0)
+            _checks.positive_int("length", self.length)
+        _checks.integer("warmup_steps", self.warmup_steps, minimum=0)
+        # jax.random.key takes any int64, but seeds travel as int32 arrays (train_seeds,
+        # sweeps), where larger ones would wrap around and collide.
+        _checks.integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.steps % self.chunk_steps:
-            raise ValueError(
+            divisor = max(d for d in range(1, self.chunk_steps + 1) if self.steps % d == 0)
+            raise _checks.ArgumentError(
+                "chunk_steps",
                 f"chunk_steps={self.chunk_steps} must divide steps={self.steps}; "
-                f"e.g. chunk_steps={math.gcd(self.steps, self.chunk_steps)}"
+                f"e.g. chunk_steps={divisor}",
             )
         if self.warmup_steps > self.steps:
-            raise ValueError(f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}")
-        _positive_float("learning_rate", self.learning_rate)
+            raise _checks.ArgumentError(
+                "warmup_steps",
+                f"warmup_steps={self.warmup_steps} exceeds steps={self.steps}; "
+                "lower warmup_steps or raise steps",
+            )
+        _checks.number("learning_rate", self.learning_rate, minimum=0, strict_minimum=True)
         if self.clip_norm is not None:
-            _positive_float("clip_norm", self.clip_norm)
-        _positive_float("weight_decay", self.weight_decay, allow_zero=True)
-        if self.momentum is not None and not 0.0 <= _finite_float("momentum", self.momentum) < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+            _checks.number("clip_norm", self.clip_norm, minimum=0, strict_minimum=True)
+        _checks.number("weight_decay", self.weight_decay, minimum=0)
+        if self.momentum is not None:
+            _checks.number("momentum", self.momentum, minimum=0, maximum=1, strict_maximum=True)
+        if self.divergence_loss_factor is not None:
+            _checks.number(
+                "divergence_loss_factor",
+                self.divergence_loss_factor,
+                minimum=1,
+                strict_minimum=True,
+            )
+        _checks.positive_int("divergence_patience", self.divergence_patience)
         if self.inject_nan_at_step is not None:
-            _int_at_least("inject_nan_at_step", self.inject_nan_at_step, 0)
+            _checks.integer("inject_nan_at_step", self.inject_nan_at_step, minimum=0)
         self._check_cell()
 
     def _check_cell(self) -> None:
         """The cell exists, takes these options, and builds (bad values fail here)."""
         from rnnlab import cells
 
-        spec = cells.spec(self.cell)
+        try:
+            spec = cells.spec(self.cell)
+        except ValueError as error:
+            raise _checks.ArgumentError("cell", str(error)) from None
         if "hidden_size" in self.cell_options:
-            raise ValueError("cell_options must not hold hidden_size; set TrainConfig.hidden_size")
-        spec.check_hyperparameters(self.cell_options)
+            raise _checks.ArgumentError(
+                "cell_options['hidden_size']",
+                "cell_options must not hold hidden_size; set TrainConfig.hidden_size",
+            )
+        try:
+            spec.check_hyperparameters(self.cell_options)
+        except ValueError as error:
+            raise _checks.ArgumentError("cell_options", str(error)) from None
         for name in spec.sweepable:
             if name in self.cell_options:
-                _finite_float(f"cell_options[{name!r}]", self.cell_options[name])
+                _checks.number(f"cell_options[{name!r}]", self.cell_options[name])
         try:
             spec.make(self.hidden_size, **self.cell_options)
         except ValueError as error:
-            raise ValueError(
-                f"cell {self.cell!r} with cell_options={self.cell_options}: {error}"
+            named = [k for k in self.cell_options if str(error).startswith(k)]
+            if named:
+                raise _checks.ArgumentError(
+                    f"cell_options[{named[0]!r}]", f"{error} (cell {self.cell!r})"
+                ) from None
+            raise _checks.ArgumentError(
+                "cell_options", f"cell {self.cell!r} with cell_options={self.cell_options}: {error}"
             ) from None
 
     @property
@@ -151,15 +192,16 @@ class TrainConfig:
         known = [field.name for field in dataclasses.fields(cls)]
         for name in values:
             if name in MOVED_TO_CELL_OPTIONS:
-                raise ValueError(
+                raise _checks.ArgumentError(
+                    name,
                     f"config field {name!r} moved into cell_options: use "
                     f"cell_options={{{name!r}: {values[name]!r}}} (--cell-option "
-                    f"{name}={values[name]})"
+                    f"{name}={values[name]})",
                 )
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown config field {name!r}{hint}")
+                raise _checks.ArgumentError(
+                    name, f"unknown config field {name!r}{_checks.did_you_mean(name, known)}"
+                )
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,33 +222,21 @@ class TrainConfig:
         return 0.9 if self.optimizer == "sgd" else 0.0
 
 
-def _choice(name, value, choices):
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{name}={value!r} is not supported{hint}; use one of {choices}")
+def _task_names() -> tuple[str, ...]:
+    from rnnlab.tasks import TASKS
+
+    return tuple(TASKS)
 
 
-def _int_at_least(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _positive_int(name, value):
-    _int_at_least(name, value, 1)
-
-
-def _finite_float(name, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive_float(name, value, allow_zero=False):
-    number = _finite_float(name, value)
-    if number < 0 or (number == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
+def task_name(text: str) -> str:
+    """``--task``'s type: a known task, or a parser error with the closest name."""
+    names = _task_names()
+    if text not in names:
+        raise argparse.ArgumentTypeError(
+            f"unknown task {text!r}{_checks.did_you_mean(text, names)}; "
+            f"use one of {', '.join(names)}"
+        )
+    return text
 
 
 def _parse_optional(kind):
@@ -236,7 +266,7 @@ class _Moved(argparse.Action):
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.error(f"{option_string} was replaced: use {self.replacement.format(values)}")
+        parser.error(f"{option_string}: was replaced; use {self.replacement.format(values)}")
 
 
 _ARGUMENT_TYPES = {
@@ -275,13 +305,22 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
             )
             continue
         flag = "--" + field.name.replace("_", "-")
-        kind = _ARGUMENT_TYPES[field.type]
+        kind = task_name if field.name == "task" else _ARGUMENT_TYPES[field.type]
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
         help_text = f"default {field.default}"
         if field.name == "cell":
             help_text = (
                 "a registered cell: " + ", ".join(_cell_names()) + f" (default {field.default})"
             )
+        elif field.name == "task":
+            help_text = ", ".join(_task_names()) + f" (default {field.default})"
+        elif field.name == "divergence_loss_factor":
+            help_text = (
+                "stop as diverged when the chunk-mean training loss exceeds this times the "
+                f"task's baseline loss ('none': only NaN/inf; default {field.default})"
+            )
+        elif field.name == "divergence_patience":
+            help_text = f"... for this many consecutive chunks (default {field.default})"
         parser.add_argument(flag, type=kind, default=field.default, choices=choices, help=help_text)
     parser.add_argument(
         "--import",
