@@ -387,10 +387,24 @@ class ProcessPool:
             max(part.compile_seconds for part in parts),
         )
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(cancel_futures=True)
-            self._executor = None
+    def close(self, timeout: float = 30.0) -> None:
+        """Stops the workers.  Every result has been collected when this runs, so a worker
+        that has not exited ``timeout`` seconds after the shutdown request is terminated:
+        ``ProcessPoolExecutor.shutdown(wait=True)`` was seen to hang forever (the
+        manager thread missed its wake-up while the idle workers waited on the call
+        queue), which would hang the sweep after its last result was saved."""
+        if self._executor is None:
+            return
+        executor, self._executor = self._executor, None
+        processes = list((executor._processes or {}).values())
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.terminate()  # the manager thread sees the sentinel and exits
+                process.join(5.0)
 
 
 def default_strategy(mesh: Mesh) -> str | None:

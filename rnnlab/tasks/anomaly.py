@@ -31,11 +31,14 @@ from rnnlab.tasks.base import (
 from rnnlab.tasks.forecasting import mse_metric, windows
 
 __all__ = [
+    "autoregressive_forecasts",
     "chance_of_hit",
     "ecg_anomaly",
     "error_vectors",
     "gaussian_scores",
     "load_ecg",
+    "persistence_forecasts",
+    "score_forecasts",
     "top_window_hits",
     "window_scores",
 ]
@@ -132,7 +135,8 @@ def ecg_anomaly(
     :func:`error_vectors`; ``extras["validation_values"]`` and
     ``extras["test_values"]`` are the segments (``[S + horizon]``),
     ``extras["test_labels"]`` the test labels and ``extras["scored_labels"]`` those
-    of the points that :func:`error_vectors` scores (from the ``horizon``-th on).
+    of the points that :func:`error_vectors` scores (the ``horizon``-th to the
+    ``horizon``-th last, ``S - horizon + 1`` points).
 
     The baseline loss predicts the training mean (0); ``extras["persistence_mse"]``
     the last value.
@@ -191,8 +195,75 @@ def ecg_anomaly(
             "validation_values": segments["validation"],
             "test_values": segments["test"],
             "test_labels": labels[test_start:],
-            "scored_labels": labels[test_start + horizon :],
+            "scored_labels": labels[test_start + horizon : len(values) - horizon + 1],
             "split_starts": {"train": 0, "validation": validation_start, "test": test_start},
             "persistence_mse": float(np.mean((test_targets - test_inputs) ** 2)),
         },
     )
+
+
+def persistence_forecasts(values: np.ndarray, horizon: int) -> np.ndarray:
+    """The naive forecast ``x_{s+1+k} = x_s``: ``[S + horizon] -> [S, horizon]``."""
+    check_int("horizon", horizon, 1)
+    return np.repeat(np.asarray(values)[: len(values) - horizon, None], horizon, axis=1)
+
+
+def autoregressive_forecasts(
+    train: np.ndarray, values: np.ndarray, *, order: int, horizon: int
+) -> np.ndarray:
+    r"""Linear forecasts from the last ``order`` values, fitted by least squares on ``train``.
+
+    ``x_{s+1+k} ~ c_k + sum_j a_{kj} x_{s-j}`` (``j < order``), one least-squares fit
+    per ``k`` on every window of ``train``; applied to ``values`` it gives
+    ``[S, horizon]`` with ``S = len(values) - horizon`` (rows ``s < order - 1`` see
+    the first value repeated before the segment).  A non-recurrent forecaster.
+    """
+    check_int("order", order, 1)
+    check_int("horizon", horizon, 1)
+
+    def lags(series: np.ndarray, count: int) -> np.ndarray:
+        padded = np.concatenate([np.full(order - 1, series[0]), series])
+        index = np.arange(count)[:, None] + np.arange(order)[None, ::-1]
+        return np.concatenate([padded[index], np.ones((count, 1))], axis=1)
+
+    train, values = np.asarray(train, np.float64), np.asarray(values, np.float64)
+    count = len(train) - horizon
+    targets = train[np.arange(count)[:, None] + 1 + np.arange(horizon)]
+    full = slice(order - 1, None)  # fit only on rows with a whole history
+    coefficients, *_ = np.linalg.lstsq(lags(train, count)[full], targets[full], rcond=None)
+    return lags(values, len(values) - horizon) @ coefficients
+
+
+def score_forecasts(
+    task: Task, validation_predictions: np.ndarray, test_predictions: np.ndarray, window: int
+) -> dict:
+    """Malhotra et al. 2015's scoring of a forecaster on :func:`ecg_anomaly`'s segments.
+
+    Args:
+      task: the :func:`ecg_anomaly` task.
+      validation_predictions, test_predictions: ``[S, horizon]`` forecasts along the
+        validation and test segments (``predictions[s, k]`` of ``values[s + 1 + k]``).
+      window: the scored windows' length.
+
+    Returns:
+      ``{"point_scores" [P], "window_scores", "top_window_start", "top_window_hits",
+      "chance_of_hit", "point_auc"}``: the Gaussian scores of the test points (fitted
+      on the validation errors), the mean score of every window, the top window, whether
+      it overlaps the labelled anomaly, the chance that a random window does, and the
+      area under the ROC curve of the point scores against the labels.
+    """
+    from sklearn.metrics import roc_auc_score  # optional dependency: rnnlab[data]
+
+    validation = error_vectors(validation_predictions, task.extras["validation_values"])
+    test = error_vectors(test_predictions, task.extras["test_values"])
+    points = gaussian_scores(validation, test)
+    labels = task.extras["scored_labels"]
+    windows = window_scores(points, window)
+    return {
+        "point_scores": points,
+        "window_scores": windows,
+        "top_window_start": int(np.argmax(windows)),
+        "top_window_hits": top_window_hits(windows, labels, window),
+        "chance_of_hit": chance_of_hit(labels, window),
+        "point_auc": float(roc_auc_score(labels, points)),
+    }

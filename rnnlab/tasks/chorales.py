@@ -43,6 +43,7 @@ __all__ = [
     "LOWEST_MIDI",
     "bach_chorales",
     "distinct_chorales",
+    "generate",
     "load_chorale_rolls",
     "markov_nll",
     "parse_chorale_rolls",
@@ -213,6 +214,37 @@ def markov_nll(train: list[np.ndarray], test: list[np.ndarray]) -> float:
     p = np.take_along_axis(probability, previous.astype(np.int64), axis=0)
     nll = -(current * np.log(p) + (~current) * np.log1p(-p)).sum(1)
     return float(nll.mean())
+
+
+def generate(step, carry, key: jax.Array, num_frames: int) -> np.ndarray:
+    r"""Samples a ``[num_frames, 88]`` bool piano roll from a next-frame model.
+
+    The model's first input is the all-off start frame; each frame's 88 keys are then
+    drawn as independent Bernoullis ``y_k ~ Bernoulli(sigmoid(z_k))`` (the model's own
+    assumption: keys are independent given the past) and fed back as the next input.
+
+    Args:
+      step: ``step(carry, x [88]) -> (carry, logits [88])``, one step of the model
+        (e.g. ``lambda c, x: model.step(params, c, x)``).
+      carry: the model's initial carry for one sequence.
+      key: PRNG key.
+      num_frames: frames to sample (eighth notes).
+    """
+    check_int("num_frames", num_frames, 1)
+
+    @jax.jit
+    def run(carry, key):
+        def emit(state, frame_key):
+            carry, frame = state
+            carry, logits = step(carry, frame)
+            frame = jax.random.bernoulli(frame_key, jax.nn.sigmoid(logits)).astype(jnp.float32)
+            return (carry, frame), frame
+
+        start = jnp.zeros((KEYS,), jnp.float32)
+        _, frames = jax.lax.scan(emit, (carry, start), jax.random.split(key, num_frames))
+        return frames
+
+    return np.asarray(run(carry, key)) > 0.5
 
 
 def _dense_split(rolls: list[np.ndarray], steps: int):

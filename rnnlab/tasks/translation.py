@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.tasks.base import Batch, Task, check_int
+from rnnlab.tasks.base import Batch, Task, check_int, single_threaded_blas
 
 __all__ = [
     "SOURCE_VOCABULARY",
     "TARGET_VOCABULARY",
+    "linear_baseline",
     "number_words",
     "number_words_to_digits",
     "sequence_correct",
@@ -359,3 +360,51 @@ def number_words_to_digits(
             "test_numbers": numbers["test"],
         },
     )
+
+
+def linear_baseline(
+    task: Task, *, train_size: int = 20_000, seed: int = 0, regularization: float = 1.0
+) -> dict:
+    """A non-recurrent baseline: one logistic regression per target position.
+
+    Each target position's token is predicted by a multinomial logistic regression
+    (scikit-learn, inverse regularization ``regularization``) on the whole source
+    flattened: the one-hot word at every source position (``S * 32`` features).  It
+    sees where each word is, but has no recurrence and no alignment.  Fitted on
+    ``train_size`` training pairs drawn by ``task.sample`` (key ``seed``).
+
+    Returns:
+      ``{"validation_exact_match", "test_exact_match", "test_correct" [N] bool}``;
+      ``test_correct`` is per test example (for exact match against source length).
+    """
+    from sklearn.linear_model import LogisticRegression  # optional dependency: rnnlab[data]
+
+    check_int("train_size", train_size, 1)
+    sample = jax.jit(task.sample, static_argnums=1)
+    train = jax.tree.map(np.asarray, sample(jax.random.key(seed), train_size))
+
+    def features(batch: Batch) -> np.ndarray:
+        return np.asarray(batch.inputs).reshape(len(batch.inputs), -1)
+
+    x = features(train)
+    splits = {"validation": task.validation_set(), "test": task.test_set()}
+    predicted = {name: [] for name in splits}
+    for position in range(train.targets.shape[-1]):
+        labels = train.targets[:, position]
+        if len(np.unique(labels)) == 1:  # a position that is always padding
+            for name, batch in splits.items():
+                predicted[name].append(np.full(len(batch.inputs), labels[0]))
+            continue
+        with single_threaded_blas():
+            model = LogisticRegression(C=regularization, max_iter=500).fit(x, labels)
+        for name, batch in splits.items():
+            predicted[name].append(model.predict(features(batch)))
+    correct = {
+        name: np.asarray(sequence_correct(np.stack(predicted[name], -1), batch.targets))
+        for name, batch in splits.items()
+    }
+    return {
+        "validation_exact_match": float(correct["validation"].mean()),
+        "test_exact_match": float(correct["test"].mean()),
+        "test_correct": correct["test"],
+    }

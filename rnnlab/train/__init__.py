@@ -1,4 +1,8 @@
-"""Training: typed config, the compiled engine (``make_train``) and the resumable runner."""
+"""Training: typed config, the compiled engine (``make_train``) and the resumable runner.
+
+:mod:`rnnlab.train.compare` trains and compares models on one task (the application
+studies); :mod:`rnnlab.train.sizing` counts parameters and matches them across cells.
+"""
 
 from rnnlab.train.config import TrainConfig
 from rnnlab.train.engine import (
@@ -10,6 +14,7 @@ from rnnlab.train.engine import (
     make_train,
 )
 from rnnlab.train.runner import RunResult, restore_state, run, train_seeds
+from rnnlab.train.sizing import matched_hidden_size, parameter_count
 
 __all__ = [
     "OPTIMIZER_HPARAMS",
@@ -20,6 +25,8 @@ __all__ = [
     "Trainer",
     "make_model",
     "make_train",
+    "matched_hidden_size",
+    "parameter_count",
     "restore_state",
     "run",
     "train_seeds",

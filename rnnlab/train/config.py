@@ -19,7 +19,9 @@ from rnnlab import _checks
 from rnnlab.train.divergence import DEFAULT_FACTOR, DEFAULT_PATIENCE
 
 __all__ = [
+    "MODELS",
     "OPTIMIZERS",
+    "SEQUENCE_READOUTS",
     "SCHEDULES",
     "TrainConfig",
     "add_config_arguments",
@@ -32,6 +34,11 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
 #: The largest seed: seeds travel as int32 arrays in vmapped runs and sweeps.
 MAX_SEED = 2**31 - 1
 SCHEDULES = ("constant", "cosine", "linear")
+#: Model families (:data:`rnnlab.train.engine.MODELS`): a recurrent layer and a linear
+#: readout, or an encoder-decoder (:mod:`rnnlab.seq2seq`) for sequence-to-sequence tasks.
+MODELS = ("recurrent", "encoder_decoder")
+#: How a one-prediction-per-sequence readout sees the recurrent outputs.
+SEQUENCE_READOUTS = ("last", "flatten")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +58,23 @@ class TrainConfig:
         program.
       hidden_size: ``H``.
       num_layers: recurrent layers stacked with :func:`rnnlab.layers.stacked`.
+      bidirectional: every layer is :func:`rnnlab.layers.bidirectional` (forward and
+        backward cells of ``hidden_size`` each, concatenated).  Only for tasks with
+        readout ``"last"``: a per-step prediction would see its own future.
+      model: ``"recurrent"`` (the layer(s) and a linear readout) or
+        ``"encoder_decoder"`` (:func:`rnnlab.seq2seq.encoder_decoder` with ``cell`` in
+        both encoder directions and the decoder, for tasks that declare
+        ``extras["bos"]``, e.g. ``"translation"``).
+      attention: the encoder-decoder's additive attention (Bahdanau et al. 2015);
+        ``False`` gives it a fixed context.  Only for ``model="encoder_decoder"``.
+      sequence_readout: for tasks with readout ``"last"``: ``"last"`` reads the last
+        valid step (a bidirectional layer's backward half at step 0), ``"flatten"``
+        every step's outputs concatenated (``[T * H]``, padded steps zero), as the
+        MNIST-1D README's GRU does.
+      patience: early stopping: freeze the params (as after a divergence) once the
+        validation loss has not improved for this many evaluations; ``None`` trains
+        all ``steps``.  The best-validation params are kept either way.  Needs a task
+        with a validation split.
       optimizer: ``"sgd"`` (with momentum), ``"adam"``, ``"rmsprop"`` or ``"adamw"``.
       schedule: learning-rate decay over ``steps``: ``"constant"``, ``"cosine"`` or
         ``"linear"`` (to zero), after ``warmup_steps`` of linear warm-up.
@@ -81,6 +105,11 @@ class TrainConfig:
     cell_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     hidden_size: int = 64
     num_layers: int = 1
+    bidirectional: bool = False
+    model: str = "recurrent"
+    attention: bool = True
+    sequence_readout: str = "last"
+    patience: int | None = None
     optimizer: str = "adam"
     schedule: str = "constant"
     warmup_steps: int = 0
@@ -142,6 +171,33 @@ class TrainConfig:
         if self.inject_nan_at_step is not None:
             _checks.integer("inject_nan_at_step", self.inject_nan_at_step, minimum=0)
         self._check_cell()
+        self._check_model()
+
+    def _check_model(self) -> None:
+        """The model family and its options fit together (task-dependent checks are in
+        :func:`rnnlab.train.engine.make_train`)."""
+        _checks.choice("model", self.model, MODELS)
+        _checks.choice("sequence_readout", self.sequence_readout, SEQUENCE_READOUTS)
+        for name in ("bidirectional", "attention"):
+            if not isinstance(getattr(self, name), bool):
+                raise _checks.ArgumentError(
+                    name, f"{name} must be True or False, got {getattr(self, name)!r}"
+                )
+        if self.patience is not None:
+            _checks.positive_int("patience", self.patience)
+        if self.model == "encoder_decoder":
+            fixed = {"num_layers": 1, "bidirectional": False, "sequence_readout": "last"}
+            for name, value in fixed.items():
+                if getattr(self, name) != value:
+                    raise _checks.ArgumentError(
+                        name,
+                        f"model='encoder_decoder' has a bidirectional one-layer encoder and a "
+                        f"one-layer decoder; {name}={getattr(self, name)!r} must be {value!r}",
+                    )
+        elif not self.attention:
+            raise _checks.ArgumentError(
+                "attention", "attention=False applies to model='encoder_decoder' only"
+            )
 
     def _check_cell(self) -> None:
         """The cell exists, takes these options, and builds (bad values fail here)."""
@@ -305,8 +361,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
             )
             continue
         flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=field.default,
+                help=f"default {field.default}",
+            )  # fmt: skip
+            continue
         kind = task_name if field.name == "task" else _ARGUMENT_TYPES[field.type]
-        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}.get(field.name)
+        choices = {
+            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "model": MODELS,
+            "sequence_readout": SEQUENCE_READOUTS,
+        }.get(field.name)  # fmt: skip
         help_text = f"default {field.default}"
         if field.name == "cell":
             help_text = (

@@ -19,12 +19,22 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from rnnlab.diagnostics import gradient_statistics
-from rnnlab.layers import Layer, recurrent, stacked
+from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
 from rnnlab.train.config import TrainConfig
 from rnnlab.unrolling import tree_where
 
-__all__ = ["OPTIMIZER_HPARAMS", "Model", "TrainState", "Trainer", "make_model", "make_train"]
+__all__ = [
+    "MODELS",
+    "OPTIMIZER_HPARAMS",
+    "Model",
+    "TrainState",
+    "Trainer",
+    "encoder_decoder_model",
+    "make_model",
+    "make_train",
+    "recurrent_model",
+]
 
 #: The optimizer's values a sweep may vary; the cell's sweepable hyperparameters
 #: (:attr:`rnnlab.cells.CellSpec.sweepable`) join them in ``hparams``.
@@ -47,6 +57,14 @@ class TrainState(NamedTuple):
         evaluation stream is independent of its training stream.
       diverged_step: int32 scalar, the first step whose loss or gradient norm was
         non-finite, or -1.  From then on params and opt_state are frozen.
+      best_params: the selected params: those of the evaluation with the lowest
+        validation loss so far (:meth:`Trainer.select`), or the latest evaluated ones
+        when the task has no validation split.  Never selected on the test split.
+      best_validation_loss: float32 scalar, that loss (``inf`` before the first
+        evaluation and without a validation split).
+      best_step: int32 scalar, the step of ``best_params``.  With
+        ``config.patience``, params and opt_state freeze once ``step - best_step``
+        reaches ``patience * chunk_steps`` (early stopping).
     """
 
     params: Any
@@ -55,6 +73,9 @@ class TrainState(NamedTuple):
     key: jax.Array
     eval_key: jax.Array
     diverged_step: jax.Array
+    best_params: Any
+    best_validation_loss: jax.Array
+    best_step: jax.Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -69,14 +90,32 @@ class Model:
         ``[B, O]`` for readout ``"last"`` and ``[B, T, O]`` for ``"every"``.
       initial_carry: ``initial_carry(batch_shape=()) -> carry``.
       step: ``step(params, carry, x [..., F]) -> (carry, outputs [..., O])``, one
-        time step including the readout (used for sampling text).
+        time step including the readout (used for sampling text); ``None`` for
+        models that read the whole input first (bidirectional, encoder-decoder).
+      apply_batch: ``apply_batch(params, batch) -> outputs``, what the loss and the
+        evaluations see; by default ``apply(params, batch.inputs, batch.lengths)``.
+        The encoder-decoder decodes teacher-forced from ``batch.targets`` here and
+        greedily in ``apply``.
+      encoder_decoder: the :class:`rnnlab.seq2seq.EncoderDecoder` of
+        ``model="encoder_decoder"`` (its ``greedy_decode`` returns attention weights).
     """
 
     layer: Layer
     init: Callable
     apply: Callable
     initial_carry: Callable
-    step: Callable
+    step: Callable | None
+    apply_batch: Callable | None = None
+    encoder_decoder: Any = None
+
+    def __post_init__(self):
+        if self.apply_batch is None:
+            apply = self.apply
+
+            def apply_batch(params, batch: Batch):
+                return apply(params, batch.inputs, batch.lengths)
+
+            object.__setattr__(self, "apply_batch", apply_batch)
 
 
 def _make_cell(config: TrainConfig, hparams: Mapping[str, jax.Array]):
@@ -88,14 +127,47 @@ def _make_cell(config: TrainConfig, hparams: Mapping[str, jax.Array]):
 
 
 def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]) -> Model:
-    """Builds the cell(s) from ``hparams`` (the cell's sweepable values may be traced).
+    """The :class:`Model` of ``config.model`` (:data:`MODELS`) for ``task``.
+
+    The cells are built from ``hparams`` (their sweepable values may be traced).
+    """
+    return MODELS[config.model](config, task, hparams)
+
+
+def _last_step(ys: jax.Array, lengths: jax.Array | None, backward_from: int | None):
+    """``[..., T, H] -> [..., H]``: the outputs at each sequence's last valid step.
+
+    For a bidirectional layer (``backward_from``: where the backward half of the
+    features starts) the backward half is read at step 0, where that direction has
+    seen the whole sequence.
+    """
+    if lengths is None:
+        last = ys[..., -1, :]
+    else:
+        last = jnp.take_along_axis(ys, (lengths - 1)[..., None, None], axis=-2)[..., 0, :]
+    if backward_from is None:
+        return last
+    return jnp.concatenate([last[..., :backward_from], ys[..., 0, backward_from:]], axis=-1)
+
+
+def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]) -> Model:
+    """One or ``num_layers`` stacked recurrent layers (bidirectional with
+    ``config.bidirectional``) and a linear readout.
 
     The readout is ``y W + b`` with ``W [H, O]`` drawn ``N(0, 1/H)`` and ``b = 0``,
-    applied to the last valid step (``"last"``) or to every step (``"every"``).
+    applied to every step (task readout ``"every"``) or, for readout ``"last"``, to
+    the last valid step (:func:`_last_step`) or to all ``T`` steps' outputs
+    flattened (``config.sequence_readout="flatten"``, ``W [T H, O]``).
     """
     cells = tuple(_make_cell(config, hparams) for _ in range(config.num_layers))
-    layer = recurrent(cells[0]) if len(cells) == 1 else stacked(cells)
-    hidden = layer.output_size
+    if config.bidirectional:
+        layers = tuple(bidirectional(cell) for cell in cells)
+        backward_from = layers[-1].children[0].output_size
+    else:
+        layers, backward_from = tuple(recurrent(cell) for cell in cells), None
+    layer = layers[0] if len(layers) == 1 else stacked(layers)
+    flatten = task.readout == "last" and config.sequence_readout == "flatten"
+    hidden = layer.output_size * (task.steps if flatten else 1)
 
     def init(key):
         cell_key, readout_key = jax.random.split(key)
@@ -110,18 +182,66 @@ def make_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]
 
     def apply(params, inputs, lengths=None):
         ys, _ = layer.apply(params["cell"], inputs, lengths=lengths)
-        if task.readout == "last":
-            if lengths is None:
-                ys = ys[..., -1, :]
-            else:
-                ys = jnp.take_along_axis(ys, (lengths - 1)[..., None, None], axis=-2)[..., 0, :]
+        if flatten:
+            ys = ys.reshape(*ys.shape[:-2], -1)
+        elif task.readout == "last":
+            ys = _last_step(ys, lengths, backward_from)
         return readout(params, ys)
 
     def step(params, carry, x):
         carry, y = layer.step(params["cell"], carry, x)
         return carry, readout(params, y)
 
-    return Model(layer, init, apply, layer.initial_carry, step)
+    return Model(layer, init, apply, layer.initial_carry, None if layer.step is None else step)
+
+
+def encoder_decoder_model(
+    config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]
+) -> Model:
+    """:func:`rnnlab.seq2seq.encoder_decoder` with ``config.cell`` as the encoder's two
+    directions and the decoder, ``hidden_size`` units each, and ``config.attention``.
+
+    ``apply_batch`` is teacher-forced: the decoder reads
+    ``shift_right(batch.targets, task.extras["bos"])``; ``apply(params, inputs,
+    lengths)`` decodes greedily for ``task.extras["target_steps"]`` steps (tokens
+    after ``extras["eos"]`` become ``padding_label``) and returns the logits.
+    """
+    from rnnlab import seq2seq
+
+    network = seq2seq.encoder_decoder(
+        config.hidden_size,
+        attention=config.attention,
+        encoder_cell=_make_cell(config, hparams),
+        decoder_cell=_make_cell(config, hparams),
+    )
+    start, end = task.extras["bos"], task.extras.get("eos")
+    pad = 0 if task.padding_label is None else task.padding_label
+    steps = task.extras.get("target_steps", task.steps)
+
+    def init(key):
+        return network.init(key, task.input_size, task.output_size)
+
+    def apply(params, inputs, lengths=None):
+        _, logits, _ = network.greedy_decode(
+            params, inputs, lengths, max_length=steps, start_token=start, end_token=end,
+            pad_token=pad,
+        )  # fmt: skip
+        return logits
+
+    def apply_batch(params, batch: Batch):
+        decoder_inputs = seq2seq.shift_right(batch.targets, start)
+        logits, _ = network.apply(params, batch.inputs, batch.lengths, decoder_inputs)
+        return logits
+
+    encoder = network.encoder
+    return Model(encoder, init, apply, encoder.initial_carry, None, apply_batch, network)
+
+
+#: Model families by :attr:`TrainConfig.model`.
+MODELS: dict[str, Callable[[TrainConfig, Task, Mapping[str, jax.Array]], Model]] = {
+    "recurrent": recurrent_model,
+    "encoder_decoder": encoder_decoder_model,
+}
 
 
 def learning_rate_factor(config: TrainConfig, count: jax.Array) -> jax.Array:
@@ -251,10 +371,13 @@ class Trainer:
             key=key,
             eval_key=key,
             diverged_step=jnp.full((), -1, jnp.int32),
+            best_params=params,
+            best_validation_loss=jnp.full((), jnp.inf, jnp.float32),
+            best_step=jnp.zeros((), jnp.int32),
         )
 
     def _loss(self, model: Model, params, batch: Batch, step: jax.Array) -> jax.Array:
-        loss = self.task.loss(model.apply(params, batch.inputs, batch.lengths), batch)
+        loss = self.task.loss(model.apply_batch(params, batch), batch)
         if self.config.inject_nan_at_step is not None:
             loss = loss * jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
         return loss
@@ -292,7 +415,7 @@ class Trainer:
         updates, opt_state = optimizer.update(flat_grads, state.opt_state, flat_params)
         finite = jnp.isfinite(loss) & jnp.isfinite(norm)
         healthy = state.diverged_step < 0
-        keep = finite & healthy
+        keep = finite & healthy & ~self.stopped(state)
         state = TrainState(
             params=unravel(jnp.where(keep, flat_params + updates, flat_params)),
             opt_state=tree_where(keep, opt_state, state.opt_state),
@@ -300,6 +423,9 @@ class Trainer:
             key=state.key,
             eval_key=state.eval_key,
             diverged_step=jnp.where(healthy & ~finite, state.step, state.diverged_step),
+            best_params=state.best_params,
+            best_validation_loss=state.best_validation_loss,
+            best_step=state.best_step,
         )
         return state, {"loss": loss, "grad_norm": norm, "clipped": clipped, "finite": finite}
 
@@ -334,9 +460,45 @@ class Trainer:
         return self._evaluate_on(state, hparams, self.eval_batch(key))
 
     def _evaluate_on(self, state: TrainState, hparams, batch: Batch):
+        return self.evaluate_batch(state.params, hparams, batch)
+
+    def evaluate_batch(self, params, hparams: Mapping[str, jax.Array], batch: Batch):
+        """``{"loss": scalar, task.metric_name: scalar}`` of ``params`` on ``batch``."""
         task = self.task
-        outputs = self.model(hparams).apply(state.params, batch.inputs, batch.lengths)
+        outputs = self.model(hparams).apply_batch(params, batch)
         return {"loss": task.loss(outputs, batch), task.metric_name: task.metric(outputs, batch)}
+
+    def select(self, state: TrainState, hparams: Mapping[str, jax.Array]):
+        """Model selection after a chunk, on the validation split (never on test).
+
+        Where the validation loss is below ``best_validation_loss``, ``best_params``,
+        ``best_validation_loss`` and ``best_step`` take the current values
+        (``jnp.where``, so it vmaps).  Without a validation split the latest params
+        are selected.
+
+        Returns:
+          ``(state, metrics)``: ``{"validation_loss", "validation_metric"}``, or
+          ``{}`` without a validation split.
+        """
+        task = self.task
+        if task.validation_set is None:
+            return state._replace(best_params=state.params, best_step=state.step), {}
+        scores = self.evaluate_batch(state.params, hparams, task.validation_set())
+        loss = scores["loss"].astype(jnp.float32)
+        improved = loss < state.best_validation_loss
+        state = state._replace(
+            best_params=tree_where(improved, state.params, state.best_params),
+            best_validation_loss=jnp.where(improved, loss, state.best_validation_loss),
+            best_step=jnp.where(improved, state.step, state.best_step),
+        )
+        return state, {"validation_loss": loss, "validation_metric": scores[task.metric_name]}
+
+    def stopped(self, state: TrainState) -> jax.Array:
+        """Whether early stopping has frozen the run: ``config.patience`` evaluations
+        (``patience * chunk_steps`` steps) since the best validation loss."""
+        if self.config.patience is None:
+            return jnp.zeros((), bool)
+        return state.step - state.best_step >= self.config.patience * self.config.chunk_steps
 
     def train(self, key: jax.Array, hparams: Mapping[str, jax.Array]):
         """The whole run as one pure function: nested scans over chunks and steps.
@@ -347,8 +509,12 @@ class Trainer:
         Returns:
           ``(state, history)``; ``history`` has ``[num_chunks]`` arrays ``step``,
           ``train_loss`` (chunk mean), ``test_loss``, ``test_metric``, ``grad_norm``
-          (chunk mean), ``clip_rate``, and scalars ``diverged``, ``diverged_step``,
-          ``final_test_loss`` and ``final_test_metric``.
+          (chunk mean), ``clip_rate``, with a validation split also
+          ``validation_loss`` and ``validation_metric``, and scalars ``diverged``,
+          ``diverged_step``, ``stopped`` (early stopping), ``final_test_loss`` and
+          ``final_test_metric``: the test scores of ``state.best_params``, the
+          best-validation params (the last ones without a validation split), and
+          with a validation split ``best_step`` and ``best_validation_loss``.
         """
         state = self.init(key, hparams)
         eval_batch = self.eval_batch(state.eval_key)
@@ -356,13 +522,27 @@ class Trainer:
         def chunk(state, _):
             state, metrics = self.train_chunk(state, hparams)
             evals = self._evaluate_on(state, hparams, eval_batch)
-            return state, summarize_chunk(self.task, state, metrics, evals)
+            state, validation = self.select(state, hparams)
+            return state, {**summarize_chunk(self.task, state, metrics, evals), **validation}
 
         state, history = jax.lax.scan(chunk, state, length=self.config.num_chunks)
         history["diverged"] = state.diverged_step >= 0
         history["diverged_step"] = state.diverged_step
-        history["final_test_loss"] = history["test_loss"][-1]
-        history["final_test_metric"] = history["test_metric"][-1]
+        history["stopped"] = self.stopped(state)
+        if self.task.validation_set is None:
+            history["final_test_loss"] = history["test_loss"][-1]
+            history["final_test_metric"] = history["test_metric"][-1]
+        else:
+            # best_params are some chunk's params, whose test scores that chunk recorded
+            # (none if no validation loss was finite: then nan).
+            at_best = history["step"] == state.best_step
+            for name in ("loss", "metric"):
+                scores = history[f"test_{name}"]
+                history[f"final_test_{name}"] = jnp.where(
+                    jnp.any(at_best), scores[jnp.argmax(at_best)], jnp.nan
+                ).astype(scores.dtype)
+            history["best_step"] = state.best_step
+            history["best_validation_loss"] = state.best_validation_loss
         return state, history
 
 
@@ -390,4 +570,26 @@ def make_train(config: TrainConfig) -> Trainer:
         state, history = jax.jit(jax.vmap(trainer.train))(keys, batched)
     """
     task = make_task(config.task, config.length, **config.task_options)
+    _check_model_fits_task(config, task)
     return Trainer(config=config, task=task)
+
+
+def _check_model_fits_task(config: TrainConfig, task: Task) -> None:
+    """The config's model options that depend on the task (ValueError naming the option)."""
+    if task.readout != "last":
+        for name, value in (("bidirectional", True), ("sequence_readout", "flatten")):
+            if getattr(config, name) == value:
+                raise ValueError(
+                    f"{name}={value!r} needs a task with one prediction per sequence (readout "
+                    f"'last'); {task.name!r} predicts at every step"
+                )
+    if config.model == "encoder_decoder" and "bos" not in task.extras:
+        raise ValueError(
+            f"model='encoder_decoder' needs a sequence-to-sequence task (one with "
+            f"extras['bos'], e.g. 'translation'); {task.name!r} is not one"
+        )
+    if config.patience is not None and task.validation_set is None:
+        raise ValueError(
+            f"patience={config.patience} stops on the validation loss, but task {task.name!r} "
+            "has no validation split"
+        )

@@ -394,10 +394,10 @@ def _continuation_problem(config: TrainConfig, changes: dict, done: int) -> str 
 
 @functools.lru_cache(maxsize=8)
 def _compiled(program_json: str):
-    """The jitted chunk and evaluation of a program, shared by runs that differ only in
-    values that are not compiled in (:data:`_NOT_COMPILED`)."""
+    """The jitted chunk, evaluation and validation selection of a program, shared by
+    runs that differ only in values that are not compiled in (:data:`_NOT_COMPILED`)."""
     trainer = make_train(TrainConfig.from_dict(json.loads(program_json)))
-    return jax.jit(trainer.train_chunk), jax.jit(trainer.evaluate)
+    return jax.jit(trainer.train_chunk), jax.jit(trainer.evaluate), jax.jit(trainer.select)
 
 
 def _program_key(config: TrainConfig) -> str:
@@ -531,7 +531,7 @@ def _finished(trainer: Trainer, out: Path, summary: dict) -> RunResult:
 
 def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, after_chunk):
     config, task, out = trainer.config, trainer.task, folder.path
-    train_chunk, evaluate = _compiled(_program_key(config))
+    train_chunk, evaluate, select = _compiled(_program_key(config))
     hparams = trainer.default_hparams()
     metrics_path = out / METRICS
     bound = loss_bound(task.baseline_loss, config.divergence_loss_factor)
@@ -557,6 +557,7 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
 
         diverged_step = int(state.diverged_step)
         exploded = None
+        stopped = bool(trainer.stopped(state))
         chunks_run = 0
         start = time.perf_counter()
         label = f"{task.name} {config.cell} from step {done}"
@@ -564,16 +565,23 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
             bar = None
             if show_progress:
                 bar = stack.enter_context(Progress(config.steps - done, label, unit="step"))
-            while int(state.step) < config.steps and diverged_step < 0 and exploded is None:
+            while (
+                int(state.step) < config.steps
+                and diverged_step < 0
+                and exploded is None
+                and not stopped
+            ):
                 if stop_after_chunks is not None and chunks_run >= stop_after_chunks:
                     return RunResult({"stopped_at_step": int(state.step)}, state, trainer)
                 chunk_start = time.perf_counter()
                 state, metrics = train_chunk(state, hparams)
                 evals = evaluate(state, hparams, state.eval_key)
-                row = _python_row(summarize_chunk(task, state, metrics, evals))
+                state, validation = select(state, hparams)
+                row = _python_row({**summarize_chunk(task, state, metrics, evals), **validation})
                 elapsed = time.perf_counter() - chunk_start
                 row["steps_per_second"] = config.chunk_steps / elapsed
                 diverged_step = int(state.diverged_step)
+                stopped = bool(trainer.stopped(state))
                 io.append_jsonl(metrics_path, [row])
                 records.append(row)
                 chunks_run += 1
@@ -607,6 +615,8 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
     earlier = 0.0
     if previous is not None and folder.binding and "steps" in folder.changes:
         earlier = float(previous.get("wall_time_s") or 0.0)  # a continued finished run
+    if task.validation_set is not None and records:
+        summary.update(_selected(trainer, state, records, stopped))
     summary["wall_time_s"] = earlier + session_seconds
     if plots and records:
         from rnnlab.plots.training import plot_run
@@ -671,6 +681,26 @@ def _summary(trainer: Trainer, records, diverged_step: int, exploded, last_good,
         "or clip the gradients."
     )
     return summary
+
+
+def _selected(trainer: Trainer, state: TrainState, records, stopped: bool) -> dict:
+    """The test scores of the best-validation params (recorded in the chunk that produced
+    them): the run's reported ``final_test_loss`` and metric; the last evaluation's stay
+    as ``last_test_*``."""
+    task = trainer.task
+    nan = {"test_loss": float("nan"), "test_metric": float("nan")}  # no finite validation loss
+    best = next((r for r in records if r["step"] == int(state.best_step)), nan)
+    return {
+        "selection": "best validation loss",
+        "best_step": int(state.best_step),
+        "best_validation_loss": float(state.best_validation_loss),
+        "stopped_early": stopped,
+        "final_test_loss": best["test_loss"],
+        task.metric_name: best["test_metric"],
+        "loss_over_baseline": best["test_loss"] / task.baseline_loss,
+        "last_test_loss": records[-1]["test_loss"],
+        "last_test_metric": records[-1]["test_metric"],
+    }
 
 
 def train_seeds(config: TrainConfig, num_seeds: int) -> dict[str, np.ndarray]:
