@@ -106,7 +106,7 @@ def linear_scan(
       ``(final, ys, hs)``: the carry after the last step scanned, the outputs
       ``ys: [..., T, H]`` (zero at invalid steps) and the carries ``hs: [..., T, N]``.
     """
-    coefficients, log_space = cell.linear
+    coefficients, log_space = cell.linear.coefficients, cell.linear.log_space
     a, b = coefficients(params, xs)  # [..., T, N]
     steps = xs.shape[-2]
     first = jnp.arange(steps) == (steps - 1 if reverse else 0)

@@ -75,10 +75,18 @@ class LinearRecurrence(NamedTuple):
       log_space: ``coefficients`` returns ``(log a, log b)`` of positive ``a, b``, and
         the scan runs in log space with ``logaddexp`` (Feng et al. 2024's minGRU and
         minLSTM).  The carry ``h`` itself stays in linear space and must be >= 0.
+      units: optional ``units(params) -> pytree of int arrays shaped like params``: for
+        each parameter element, the unit ``n`` whose ``a_t[n]`` or ``b_t[n]`` it drives
+        (the LRU's ``nu[n]`` and ``B[:, n]``; column ``j`` of minGRU's ``[F, 2H]`` weight
+        drives unit ``j mod H``); output-only parameters may map to any unit.  ``-1``
+        marks an element that drives several units (the RG-LRU's input projection).
+        With it, :func:`rnnlab.gradients.diagonal_rtrl` computes exact RTRL in O(P)
+        memory (Zucchet et al. 2023), O(H) per ``-1`` element.
     """
 
     coefficients: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
     log_space: bool = False
+    units: Callable[[Params], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)

@@ -21,6 +21,7 @@ def make_cell(
     coefficients,
     output=None,
     log_space: bool = False,
+    units=None,
     input_size=None,
     hyperparameters,
 ) -> Cell:
@@ -28,6 +29,8 @@ def make_cell(
 
     With ``log_space`` the coefficients are ``(log a_t, log b_t)`` and the step
     exponentiates them; the carry stays in linear space.  ``output`` defaults to ``h``.
+    ``units`` is the :class:`LinearRecurrence`'s map from parameters to the units they
+    drive (exact diagonal RTRL).
     """
     if output is None:
 
@@ -51,5 +54,5 @@ def make_cell(
         output=output,
         input_size=input_size,
         hyperparameters=hyperparameters,
-        linear=LinearRecurrence(coefficients=coefficients, log_space=log_space),
+        linear=LinearRecurrence(coefficients=coefficients, log_space=log_space, units=units),
     )

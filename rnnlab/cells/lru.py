@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab import _checks
 from rnnlab.cells import _diagonal
@@ -126,6 +127,15 @@ def lru(
     def initial_carry(batch_shape=()):
         return jnp.zeros((*tuple(batch_shape), state_size), complex_dtype)
 
+    def units(params):
+        # nu[n], theta[n], gamma[n] and column n of B drive unit n; C and D only the output.
+        return {
+            name: np.broadcast_to(np.arange(state_size), value.shape)
+            if name in ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")
+            else np.zeros(value.shape, int)
+            for name, value in params.items()
+        }
+
     return _diagonal.make_cell(
         "lru",
         hidden_size,
@@ -133,6 +143,7 @@ def lru(
         initial_carry=initial_carry,
         coefficients=coefficients,
         output=output,
+        units=units,
         input_size=lambda params: params["B_re"].shape[-2],
         hyperparameters=dict(
             hidden_size=hidden_size,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab import initializers
 from rnnlab.cells import _diagonal
@@ -50,6 +51,12 @@ def make_min_cell(
     def initial_carry(batch_shape=()):
         return jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
 
+    def units(params):  # column j of the [F, blocks*H] weight (and bias j) drives unit j mod H
+        return {
+            name: np.broadcast_to(np.arange(p.shape[-1]) % hidden_size, p.shape)
+            for name, p in params.items()
+        }
+
     return _diagonal.make_cell(
         name,
         hidden_size,
@@ -57,6 +64,7 @@ def make_min_cell(
         initial_carry=initial_carry,
         coefficients=coefficients,
         log_space=True,
+        units=units,
         input_size=lambda params: params["weight"].shape[-2],
         hyperparameters=dict(hidden_size=hidden_size, **hyperparameters),
     )

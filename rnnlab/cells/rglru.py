@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnlab import _checks
 from rnnlab.cells import _diagonal
@@ -149,12 +150,25 @@ def rglru(
     def initial_carry(batch_shape=()):
         return jnp.zeros((*tuple(batch_shape), hidden_size), param_dtype)
 
+    def units(params):
+        # Gate column j and Lambda[j] drive unit j mod H; u = x W_in + b_in feeds every
+        # unit's gates, so the input projection drives several units (-1).
+        by_column = lambda p: np.broadcast_to(np.arange(p.shape[-1]) % hidden_size, p.shape)  # noqa: E731
+        return {
+            "weight_in": np.full(params["weight_in"].shape, -1),
+            "bias_in": np.full(params["bias_in"].shape, -1),
+            "weight_gates": by_column(params["weight_gates"]),
+            "bias_gates": by_column(params["bias_gates"]),
+            "a_param": by_column(params["a_param"]),
+        }
+
     return _diagonal.make_cell(
         "rglru",
         hidden_size,
         init=init,
         initial_carry=initial_carry,
         coefficients=coefficients,
+        units=units,
         input_size=lambda params: params["weight_in"].shape[-2],
         hyperparameters=dict(hidden_size=hidden_size, a_min=a_min, a_max=a_max, c=c, a_init=a_init),
     )

@@ -19,7 +19,8 @@ the loss of one example at one step (see :mod:`rnnlab.gradients._base`).
 - :func:`uoro`: Tallec & Ollivier 2017's unbiased rank-one estimate.
 - :func:`snap1`: Menick et al. 2020's one-step sparse sensitivities.
 - :func:`diagonal_rtrl`: exact RTRL for element-wise linear recurrences (Zucchet et al.
-  2023), declared with :class:`LinearRecurrence`.
+  2023): the cells that declare ``linear=rnnlab.cells.LinearRecurrence(..., units=...)``
+  (LRU, minGRU, minLSTM, RG-LRU).
 - :func:`make_estimator` / :func:`parse_estimator`: estimators by name (``"tbptt:50"``).
 - :func:`pascanu_regularizer`: Pascanu et al. 2013's Omega, for any cell.
 - :func:`compare_gradients`, :func:`gradient_similarity`, :func:`estimator_costs`: an
@@ -28,7 +29,7 @@ the loss of one example at one step (see :mod:`rnnlab.gradients._base`).
 
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState
 from rnnlab.gradients.compare import compare_gradients, estimator_costs, gradient_similarity
-from rnnlab.gradients.diagonal import LinearRecurrence, diagonal_rtrl
+from rnnlab.gradients.diagonal import diagonal_rtrl
 from rnnlab.gradients.forward import RTRL_MAX_SENSITIVITY_SIZE, rtrl
 from rnnlab.gradients.regularizer import PASCANU_BOUND, pascanu_regularizer
 from rnnlab.gradients.snap import dense_units, snap1
@@ -44,7 +45,6 @@ __all__ = [
     "Estimator",
     "EstimatorSpec",
     "EstimatorState",
-    "LinearRecurrence",
     "bptt",
     "compare_gradients",
     "dense_units",

@@ -1,20 +1,28 @@
 r"""Exact RTRL for element-wise linear recurrences (Zucchet et al. 2023).
 
-For a recurrence ``h_t = a_t * h_{t-1} + b_t`` (element-wise; ``a_t, b_t`` functions of
-the params and ``x_t`` only, real or complex), such as the LRU, minGRU and minLSTM, the
-state's Jacobian ``D_t = diag(a_t)`` is diagonal.  If each recurrent parameter drives
-one unit's ``a`` and ``b`` (the LRU's ``nu_u, theta_u, B[u, :]``; the columns of
-minGRU's input projections), the sensitivity ``d h_t / d theta`` has one non-zero
-entry per parameter, ``e_t[p] = d h_t[unit(p)] / d theta_p``, and exact RTRL is::
+A cell that declares a :class:`rnnlab.cells.LinearRecurrence` steps
+``h_t = a_t * h_{t-1} + b_t`` with ``a_t, b_t`` functions of the params and ``x_t`` only
+(real or complex, or their logs for ``log_space`` cells such as minGRU and minLSTM), so
+the state's Jacobian ``D_t = diag(a_t)`` is diagonal and exact RTRL is cheap.  The
+declaration's ``units(params)`` says which unit each parameter element drives:
 
-    e_t[p] = a_t[unit(p)] e_{t-1}[p] + d/d theta_p [a_t[unit(p)]] h_{t-1}[unit(p)]
-             + d/d theta_p [b_t[unit(p)]]
+- an element ``p`` driving one unit ``u = unit(p)`` (the LRU's ``nu[u]``, ``B[:, u]``;
+  column ``u`` of minGRU's input projections) has one non-zero sensitivity,
+  ``e_t[p] = d h_t[u] / d theta_p``, and::
 
-O(P) memory and about two passes per step.  This is :mod:`rnnlab.gradients.snap`'s
-update with ``D_t``'s diagonal read off the declaration, and for these cells nothing is
-truncated: the gradient equals BPTT's.  Parameters that enter only the output (a
-readout ``C``, a skip ``D``) get their gradient from the immediate term and keep a zero
-trace; any unit may be declared for them.
+      e_t[p] = a_t[u] e_{t-1}[p] + I_t[p],   I_t[p] = d h_t[u] / d theta_p |_{h_{t-1}}
+
+  O(P) memory; ``I_t`` of every such element is *one* ``vjp`` of the step;
+- an element marked ``-1`` drives several units (the RG-LRU's input projection, which
+  feeds every unit's gates): it keeps the whole column ``E_t[:, p] = d h_t / d theta_p``,
+  ``E_t[n, p] = a_t[n] E_{t-1}[n, p] + d h_t[n] / d theta_p``: O(N) memory per element
+  and one ``vjp`` per unit;
+- elements that enter only the output (a readout ``C``, a skip ``D``) get their gradient
+  from the immediate term; their trace stays zero whatever unit they are given.
+
+Nothing is truncated, so the gradient equals BPTT's.  The forward pass, the loss and the
+immediate gradients run through :mod:`rnnlab.gradients.forward` like every online
+estimator; only the sensitivity update is read off the declaration.
 
 Reference: N. Zucchet, R. Meier, S. Schug, A. Mujika, J. Sacramento, "Online learning of
 long-range dependencies", NeurIPS 2023 (arXiv:2305.15947).
@@ -22,77 +30,139 @@ long-range dependencies", NeurIPS 2023 (arXiv:2305.15947).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
-
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from rnnlab.cells import Cell
 from rnnlab.gradients._base import Estimator, StepLoss
-from rnnlab.gradients.forward import online_estimator
-from rnnlab.gradients.snap import sparse_method
+from rnnlab.gradients.forward import SensitivityMethod, online_estimator
+from rnnlab.gradients.snap import one_step_influence
 
-__all__ = ["LinearRecurrence", "diagonal_rtrl"]
+__all__ = ["SEVERAL_UNITS", "diagonal_rtrl"]
 
-
-class LinearRecurrence(NamedTuple):
-    """The declaration an element-wise linear cell gives to get exact, cheap RTRL.
-
-    The cell's carry is ``h: [..., H]`` (real or complex) and its step must equal::
-
-        a, b = coefficients(params, x)       # each [..., H]
-        h = a * h + b
-        y = output(params, h, x)
-
-    Attributes:
-      coefficients: ``coefficients(params, x [..., F]) -> (a, b)``, each ``[..., H]``;
-        also the operands of a parallel scan (``(a_i, b_i) o (a_j, b_j) =
-        (a_j a_i, a_j b_i + b_j)``).
-      output: ``output(params, h [..., H], x [..., F]) -> y [..., Y]``.
-      units: ``units(params) -> pytree of int arrays`` of the params' structure and
-        shapes: the unit whose ``a``/``b`` each parameter drives (any unit for a
-        parameter of ``output`` only).
-    """
-
-    coefficients: Callable
-    output: Callable
-    units: Callable
+#: The unit of a parameter element that drives several units (a full sensitivity column).
+SEVERAL_UNITS = -1
 
 
-def diagonal_rtrl(
-    cell: Cell, step_loss: StepLoss, *, recurrence: LinearRecurrence | None = None
-) -> Estimator:
-    """Exact RTRL for an element-wise linear recurrence (Zucchet et al. 2023).
+def _declaration(cell: Cell):
+    linear = cell.linear
+    if linear is None or linear.units is None:
+        what = "no LinearRecurrence" if linear is None else "a LinearRecurrence without units"
+        raise ValueError(
+            f"diagonal_rtrl needs an element-wise linear recurrence h_t = a_t * h_(t-1) + b_t "
+            f"and the unit each parameter drives; the {cell.name} cell declares {what}.  "
+            "Declare linear=LinearRecurrence(coefficients, units=...) on the cell "
+            "(rnnlab.cells.LinearRecurrence), or use 'rtrl', 'snap1' or 'uoro' for a "
+            "nonlinear cell"
+        )
+    carry = jax.eval_shape(lambda: cell.initial_carry(()))
+    if len(jax.tree.leaves(carry)) != 1 or jnp.ndim(jax.tree.leaves(carry)[0]) != 1:
+        raise ValueError(
+            f"diagonal_rtrl needs a carry that is the state h: [N] alone; the {cell.name} "
+            f"cell's carry is {carry}"
+        )
+    return linear, jax.tree.leaves(carry)[0].shape[0]
+
+
+def _split_units(units, cell_params, size: int):
+    """``(sparse, dense)``: per leaf, the int unit array of a one-unit leaf or ``None``,
+    and whether the leaf drives several units; checks shapes and ranges."""
+    if jax.tree.structure(units) != jax.tree.structure(cell_params):
+        raise ValueError("linear.units(params) must have the structure of the cell's params")
+    sparse, dense = [], []
+    for unit, leaf in zip(jax.tree.leaves(units), jax.tree.leaves(cell_params), strict=True):
+        unit = np.asarray(unit)
+        if unit.shape != jnp.shape(leaf) or not np.issubdtype(unit.dtype, np.integer):
+            raise ValueError(
+                f"linear.units(params) must give an int array of each parameter's shape, got "
+                f"{unit.dtype} {unit.shape} for a parameter of shape {jnp.shape(leaf)}"
+            )
+        several = unit == SEVERAL_UNITS
+        if several.any() and not several.all():
+            raise ValueError(
+                "linear.units(params) must mark a parameter array as driving several units "
+                f"(-1) in all its elements or none, got a mix for shape {unit.shape}"
+            )
+        if not several.any() and unit.size and (unit.min() < 0 or unit.max() >= size):
+            raise ValueError(f"linear.units must lie in [0, N) = [0, {size}) or be -1")
+        dense.append(bool(several.any()))
+        sparse.append(None if several.any() else unit)
+    return sparse, dense
+
+
+def diagonal_rtrl(cell: Cell, step_loss: StepLoss) -> Estimator:
+    """Exact RTRL for a cell with a diagonal linear recurrence (Zucchet et al. 2023).
 
     Args:
-      cell: the cell; its ``step`` runs the forward pass and must agree with
-        ``recurrence``.
+      cell: a cell declaring ``linear=LinearRecurrence(coefficients, log_space, units)``
+        (the LRU, minGRU, minLSTM and RG-LRU do); its carry is ``h: [..., N]``.
       step_loss: the per-example, per-step loss.
-      recurrence: the cell's :class:`LinearRecurrence`; default the cell's own
-        declaration (``cell.linear_recurrence``, once cells carry one).
 
     Raises:
-      ValueError: when no declaration is given or found.
+      ValueError: for a cell without ``linear`` or without ``linear.units`` (naming
+        the alternatives ``rtrl``, ``snap1`` and ``uoro``), a carry that is not one
+        ``[N]`` array, or units of the wrong shape or range (at ``init``).
     """
-    # TODO(core): read the declaration from a Cell field once the linear cells land.
-    recurrence = recurrence if recurrence is not None else getattr(cell, "linear_recurrence", None)
-    if not isinstance(recurrence, LinearRecurrence):
-        raise ValueError(
-            f"diagonal_rtrl needs the cell's element-wise linear recurrence "
-            f"h_t = a_t * h_{{t-1}} + b_t; the {cell.name} cell declares none.  Pass "
-            "recurrence=LinearRecurrence(coefficients, output, units), or use 'rtrl', "
-            "'snap1' or 'uoro' for a nonlinear cell"
-        )
+    linear, size = _declaration(cell)
 
-    if len(jax.tree.leaves(jax.eval_shape(lambda: cell.initial_carry(())))) != 1:
-        raise ValueError(
-            f"diagonal_rtrl needs a carry that is the state h alone; the {cell.name} cell's "
-            "carry has several leaves"
-        )
+    def leaves(tree):
+        return jax.tree.leaves(tree)
 
-    def diagonal(linearization, cell_params, carry, x):
-        del linearization, carry
-        return [[recurrence.coefficients(cell_params, x)[0]]]
+    def init(cell_params, carry):
+        sparse, dense = _split_units(linear.units(cell_params), cell_params, size)
+        treedef = jax.tree.structure(cell_params)
+        return treedef.unflatten(
+            [jnp.zeros(((size,) if several else ()) + jnp.shape(p), carry.dtype)
+             for p, several in zip(leaves(cell_params), dense, strict=True)]
+        )  # fmt: skip
 
-    method = sparse_method(cell.hidden_size, recurrence.units, diagonal)
+    def contract(trace, cotangent, cell_params):
+        sparse, _ = _split_units(linear.units(cell_params), cell_params, size)
+        grads = []
+        for sensitivity, unit, p in zip(leaves(trace), sparse, leaves(cell_params), strict=True):
+            if unit is None:  # E [N, *shape]: sum_n c[n] E[n, p]
+                product = jnp.tensordot(cotangent, sensitivity, axes=(0, 0))
+            else:
+                product = cotangent[unit] * sensitivity
+            grads.append(jnp.real(product).astype(p.dtype))
+        return jax.tree.structure(cell_params).unflatten(grads)
+
+    def propagate(trace, linearization, noise, cell_params, carry, x):
+        del noise
+        sparse, dense = _split_units(linear.units(cell_params), cell_params, size)
+        a = linear.coefficients(cell_params, x)[0]
+        a = jnp.exp(a) if linear.log_space else a
+        a = jnp.broadcast_to(a, carry.shape).astype(carry.dtype)
+        # sum_n d h_t[n] / d theta_p: exactly the one entry kept for a one-unit element.
+        summed = leaves(one_step_influence(linearization, carry, 0))
+        columns = leaves(_influence_columns(linearization, carry)) if any(dense) else None
+        new = []
+        for index, (sensitivity, unit) in enumerate(zip(leaves(trace), sparse, strict=True)):
+            if unit is None:
+                scale = a.reshape(a.shape + (1,) * (sensitivity.ndim - 1))
+                new.append(scale * sensitivity + columns[index])
+            else:
+                new.append(a[unit] * sensitivity + summed[index].astype(sensitivity.dtype))
+        return jax.tree.structure(trace).unflatten(new)
+
+    method = SensitivityMethod(init=init, contract=contract, propagate=propagate)
     return online_estimator("diagonal_rtrl", {}, cell, step_loss, method)
+
+
+def _influence_columns(linearization, carry):
+    """``d h_t[n] / d theta`` for every unit ``n``: leaves ``[N, *param_shape]`` (complex
+    for a complex carry), one ``vjp`` per unit (two for a complex carry)."""
+
+    def pull(cotangent):
+        return linearization.pull((cotangent, linearization.zero_output))[0]
+
+    basis = jnp.eye(carry.shape[0], dtype=carry.dtype)
+    real = jax.vmap(pull)(basis)
+    if not jnp.iscomplexobj(carry):
+        return real
+    # JAX's vjp of a real parameter returns Re(ct . J): ct = 1 gives Re J, ct = i gives -Im J.
+    imaginary = jax.vmap(pull)(1j * basis)
+    return jax.tree.map(
+        lambda r, i: r.astype(carry.dtype) - 1j * i.astype(carry.dtype), real, imaginary
+    )

@@ -52,6 +52,7 @@ def pascanu_regularizer(
     loss_fn: Callable[[jax.Array], jax.Array],
     *,
     carry=None,
+    resets: jax.Array | None = None,
     output: Callable | None = None,
     bound: float = PASCANU_BOUND,
     constant_error: bool = False,
@@ -64,6 +65,10 @@ def pascanu_regularizer(
       xs: ``[*batch, T, F]`` inputs.
       loss_fn: the cost ``C(ys)`` of the outputs ``ys [*batch, T, Y]`` (scalar).
       carry: the initial carry ``x_0``; default ``cell.initial_carry(batch)``.
+      resets: optional bool ``[*batch, T]``: before step ``k`` the carry restarts from
+        ``cell.initial_carry`` (a document boundary in a stream).  No error flows across
+        a reset, and the term of step ``k`` is the Jacobian at the restored carry, as for
+        the first step of a sequence: Omega of every document as if it stood alone.
       output: ``output(carry) -> y``, the output as a function of the carry (``dC/dx_k``
         must include the path through ``y_k``); default the cell's own output contract,
         ``cell.output_of(params, carry, x)``.
@@ -89,24 +94,30 @@ def pascanu_regularizer(
             return output(carry)
 
     xs = jnp.asarray(xs)
-    if xs.ndim < 2 or xs.shape[-1] != cell.input_size(params):
-        raise ValueError(
-            f"xs must be [*batch, T, F] with F={cell.input_size(params)}, got {xs.shape}"
-        )
+    features = None if cell.input_size is None else cell.input_size(params)
+    if xs.ndim < 2 or (features is not None and xs.shape[-1] != features):
+        raise ValueError(f"xs must be [*batch, T, F] with F={features}, got {xs.shape}")
     batch_shape = xs.shape[:-2]
     start = _base.initial_carry(cell, batch_shape, carry)
     time_major = jnp.moveaxis(xs, -2, 0)
+    if resets is None:
+        resets = jnp.zeros(xs.shape[:-1], bool)
+    if jnp.shape(resets) != xs.shape[:-1]:
+        raise ValueError(f"resets must be bool [*batch, T] = {xs.shape[:-1]}, got {resets.shape}")
+    time_resets = jnp.moveaxis(jnp.asarray(resets, bool), -1, 0)  # [T, *batch]
+    initial = cell.initial_carry(batch_shape)
 
     def transition(p, c, x):
         return cell.step(p, c, x)[0]
 
     def run(perturbation):
         def body(c, scanned):
-            x, delta = scanned
+            x, reset, delta = scanned
+            c = _base.tree_where(reset, initial, c)
             c = _base.tree_add(transition(params, c, x), delta)
             return c, c
 
-        _, carries = jax.lax.scan(body, start, (time_major, perturbation))
+        _, carries = jax.lax.scan(body, start, (time_major, time_resets, perturbation))
         ys = jnp.moveaxis(jax.vmap(read)(carries, time_major), 0, -2)  # [*batch, T, Y]
         return loss_fn(ys), carries
 
@@ -116,6 +127,7 @@ def pascanu_regularizer(
     # The zero perturbation of every x_k: d C / d perturbation_k = g_k = dC/dx_k.
     errors, carries = jax.grad(run, has_aux=True)(zeros)
     previous = jax.tree.map(lambda s, c: jnp.concatenate([s[None], c[:-1]], 0), start, carries)
+    previous = jax.vmap(_base.tree_where, (0, None, 0))(time_resets, initial, previous)
     if constant_error:
         errors, previous = jax.lax.stop_gradient((errors, previous))
 

@@ -100,7 +100,7 @@ def make_estimator(
     """The :class:`Estimator` named by ``spec`` for ``cell`` and ``step_loss``.
 
     ``options`` go to the factory (``max_sensitivity_size`` for rtrl, ``epsilon`` for
-    uoro, ``units`` for snap1, ``recurrence`` for diagonal_rtrl).
+    uoro, ``units`` for snap1; diagonal_rtrl reads the cell's ``linear`` declaration).
 
     Example::
 

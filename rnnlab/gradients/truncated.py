@@ -24,12 +24,16 @@ import jax.numpy as jnp
 from rnnlab.cells import Cell
 from rnnlab.gradients import _base
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState, StepLoss
+from rnnlab.unrolling import unroll
 
 __all__ = ["TruncationTrace", "bptt", "tbptt"]
 
 
-def scan_steps(cell: Cell, cell_params, carry, inputs, resets, valid=None):
+def scan_steps(cell: Cell, cell_params, carry, inputs, resets, valid):
     """Runs ``cell`` over ``inputs [N, S, F]`` from ``carry`` (leaves ``[N, ...]``).
+
+    TBPTT's own scan: it skips the not-yet-filled prefix of the carried history (``valid``)
+    and returns the carry before every step, which :func:`rnnlab.unroll` does not.
 
     ``resets [N, S]`` restores ``cell.initial_carry`` before a step; where ``valid [S]``
     is False the step is skipped (the carry passes through unchanged).
@@ -38,13 +42,11 @@ def scan_steps(cell: Cell, cell_params, carry, inputs, resets, valid=None):
       ``(final_carry, ys [N, S, Y], carries_before)`` with ``carries_before`` leaves
       ``[S, N, ...]``: the carry each step starts from (after its reset).
     """
-    size, steps = inputs.shape[0], inputs.shape[1]
-    initial = cell.initial_carry((size,))
+    initial = cell.initial_carry((inputs.shape[0],))
     xs = jnp.moveaxis(inputs, 1, 0)
     step = cell.step
     if cell.prepare is not None:
         cell_params = cell.prepare(cell_params)
-    valid = jnp.ones((steps,), bool) if valid is None else valid
 
     def body(c, scanned):
         x, reset, ok = scanned
@@ -77,7 +79,10 @@ def bptt(cell: Cell, step_loss: StepLoss) -> Estimator:
         flat = _base.flatten_chunk(cell, params, state, chunk)
 
         def loss_fn(params):
-            final, ys, _ = scan_steps(cell, params["cell"], flat.carry, flat.inputs, flat.resets)
+            ys, final = unroll(
+                cell, params["cell"], flat.inputs, carry=flat.carry, resets=flat.resets,
+                reset_carry=cell.initial_carry((flat.size,)),
+            )  # fmt: skip
             losses = _base.step_losses(step_loss, params, ys, flat.data)
             return jnp.sum(losses) / flat.size, final
 

@@ -13,6 +13,7 @@ import numpy as np
 
 __all__ = [
     "Batch",
+    "Stream",
     "Task",
     "binary_cross_entropy",
     "check_int",
@@ -39,6 +40,26 @@ class Batch(NamedTuple):
     inputs: jax.Array
     targets: jax.Array
     lengths: jax.Array | None = None
+
+
+class Stream(NamedTuple):
+    """A task's long streams served in consecutive chunks, for stateful training.
+
+    ``B`` streams each advance ``T = task.steps`` steps per chunk, so the carry at the
+    end of one chunk is the right start for the next (text, long time series); a reset
+    marks where a document starts and the carry must start afresh.  Pure and jittable,
+    like ``Task.sample``.
+
+    Attributes:
+      init: ``init(key, batch_size) -> state``, a pytree (each stream's position).
+      next: ``next(state) -> (batch, resets, state)``: ``batch`` a :class:`Batch` of
+        ``[B, T, F]`` inputs and their targets, ``resets`` bool ``[B, T]`` (True before
+        a step that starts a document, including a stream's first step), and the state
+        advanced by ``T`` steps.
+    """
+
+    init: Callable
+    next: Callable
 
 
 def squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -127,6 +148,9 @@ class Task:
         lengths: the label that marks padding; those steps are left out of the
         loss (see :func:`valid_steps`).  ``None``: with ``batch.lengths`` the steps
         ``t >= lengths`` are left out instead.
+      stream: ``None``, or a :class:`Stream` of consecutive chunks of long streams
+        (the character LM's training text), which stateful training
+        (``TrainConfig(stateful=True)``) reads instead of ``sample``.
     """
 
     name: str
@@ -145,6 +169,7 @@ class Task:
     extras: dict = dataclasses.field(default_factory=dict)
     validation_set: Callable[[], Batch] | None = None
     padding_label: int | None = None
+    stream: Stream | None = None
 
     def __post_init__(self):
         if self.readout not in READOUTS:

@@ -13,16 +13,28 @@ import math
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab.tasks.base import Batch, Task, bits_metric, check_fraction, check_int, one_hot
+from rnnlab.tasks.base import (
+    Batch,
+    Stream,
+    Task,
+    bits_metric,
+    check_fraction,
+    check_int,
+    one_hot,
+)
 
 __all__ = ["bigram_baseline", "char_lm", "dyck_text", "generate", "load_shakespeare", "shakespeare"]
 
 SHAKESPEARE_FILE = "shakespeare.txt.xz"
+#: What separates two works in the shipped text (blank-line runs inside a work are one
+#: blank line, ``experiments/apps/make_data.py``): the stateful stream resets there.
+WORK_SEPARATOR = "\n\n\n"
 
 BRACKETS = ("()", "[]", "{}")
 
@@ -109,6 +121,76 @@ def _one_hot_split(windows: np.ndarray, size: int) -> Callable[[], Batch]:
     return lambda: Batch(one_hot(windows[:, :-1], size), windows[:, 1:])
 
 
+class StreamPosition(NamedTuple):
+    """Where each of the ``B`` text streams stands (:func:`text_stream`).
+
+    Attributes:
+      position: int32 ``[B]``, the index of the next input character.
+      fresh: bool ``[B]``, whether the next chunk starts a stream afresh (its first chunk,
+        or after wrapping around to the start of its part).
+    """
+
+    position: jax.Array
+    fresh: jax.Array
+
+
+def document_starts(text: str, separator: str | None) -> np.ndarray:
+    """Bool ``[len(text)]``: true at position 0 and right after each ``separator``."""
+    starts = np.zeros(len(text), bool)
+    if len(text):
+        starts[0] = True
+    if separator:
+        index = text.find(separator)
+        while index >= 0 and index + len(separator) < len(text):
+            starts[index + len(separator)] = True
+            index = text.find(separator, index + 1)
+    return starts
+
+
+def text_stream(codes: np.ndarray, starts: np.ndarray, length: int, size: int) -> Stream:
+    r"""``B`` contiguous streams over ``codes``, advanced ``T = length`` characters a chunk.
+
+    The text is cut into ``B`` equal parts, one per stream (the "batchify" of Zaremba et
+    al. 2014); a stream starts at a random offset in its part (``init``'s key), reads
+    ``T`` inputs and their ``T`` next characters per chunk, and wraps around to its part's
+    start when the next window would run past the part.  ``resets[b, t]`` is true where
+    step ``t`` reads the first character of a document (``starts``) and at a stream's
+    first step.
+    """
+    codes_device, starts_device = jnp.asarray(codes), jnp.asarray(starts)
+    total = len(codes)
+
+    def init(key, batch_size):
+        part = total // check_int("batch_size", batch_size, 1)
+        if part < length + 1:
+            raise ValueError(
+                f"batch_size={batch_size} streams over {total} training characters give "
+                f"parts of {part} characters, fewer than length + 1 = {length + 1}; use "
+                "a smaller batch_size or length"
+            )
+        offsets = jax.random.randint(key, (batch_size,), 0, part - length)
+        return StreamPosition(
+            position=(jnp.arange(batch_size) * part + offsets).astype(jnp.int32),
+            fresh=jnp.ones((batch_size,), bool),
+        )
+
+    def next_chunk(state):
+        part = total // state.position.shape[0]
+        steps = state.position[:, None] + jnp.arange(length + 1)
+        window = codes_device[steps]
+        resets = (
+            starts_device[steps[:, :-1]].at[:, 0].set(starts_device[state.position] | state.fresh)
+        )
+        start = (state.position // part) * part
+        position = state.position + length
+        wrap = position + length + 1 > start + part
+        position = jnp.where(wrap, start, position).astype(jnp.int32)
+        batch = Batch(one_hot(window[:, :-1], size), window[:, 1:])
+        return batch, resets, StreamPosition(position, wrap)
+
+    return Stream(init=init, next=next_chunk)
+
+
 def char_lm(
     length: int = 64,
     *,
@@ -117,6 +199,7 @@ def char_lm(
     test_fraction: float = 0.1,
     validation_fraction: float = 0.0,
     max_test_windows: int | None = 256,
+    document_separator: str | None = None,
 ) -> Task:
     r"""Next-character prediction on ``text``, the file at ``path``, or :func:`dyck_text`.
 
@@ -131,6 +214,11 @@ def char_lm(
     distribution, and ``extras["bigram_bits"]`` the training bigram's
     (:func:`bigram_baseline`), both on the test windows.
 
+    ``stream`` serves stateful training (:func:`text_stream`): ``B`` contiguous streams
+    through the training part, ``T`` characters per chunk, with resets where a document
+    starts: after each ``document_separator`` (default: ``"\n"`` for the generated Dyck
+    text, whose lines are independent words; none for other text, one document).
+
     Raises:
       ValueError: naming ``text``/``path`` if both or neither-but-empty are given,
         ``test_fraction``/``validation_fraction`` outside their ranges, or
@@ -142,6 +230,13 @@ def char_lm(
         text = Path(path).read_text()
     elif text is None:
         text = dyck_text()
+        document_separator = "\n" if document_separator is None else document_separator
+    if document_separator is not None and (
+        not isinstance(document_separator, str) or not document_separator
+    ):
+        raise ValueError(
+            f"document_separator must be a non-empty string or None, got {document_separator!r}"
+        )
     check_int("length", length, 1)
     check_fraction("test_fraction", test_fraction)
     check_fraction("validation_fraction", validation_fraction, allow_zero=True)
@@ -196,11 +291,15 @@ def char_lm(
         sample=sample,
         test_set=_one_hot_split(test_windows, size),
         validation_set=validation_set,
+        stream=text_stream(
+            train, document_starts(text[:held_out], document_separator), length, size
+        ),
         describe={
             "length": length,
             "path": path,
             "test_fraction": test_fraction,
             "validation_fraction": validation_fraction,
+            "document_separator": document_separator,
         },
         extras={
             "vocabulary": vocabulary,
@@ -237,7 +336,7 @@ def shakespeare(
     of Twelfth Night) tests; by default every non-overlapping held-out window is
     evaluated.  Metric: bits per character; baselines: the training unigram
     (``baseline_metric``) and bigram (``extras["bigram_bits"]``), both on the test
-    windows.
+    windows.  Its stateful ``stream`` resets the carry where a new work begins.
 
     Raises:
       ValueError: naming ``length``, ``validation_fraction`` or ``test_fraction``.
@@ -249,6 +348,7 @@ def shakespeare(
         test_fraction=test_fraction,
         validation_fraction=validation_fraction,
         max_test_windows=max_test_windows,
+        document_separator=WORK_SEPARATOR,
     )
     describe = {
         "length": length,

@@ -96,6 +96,21 @@ class TrainConfig:
         criterion off; non-finite losses always count as divergence).
       inject_nan_at_step: test hook: the loss (and so every gradient) becomes NaN
         at this step, to exercise divergence handling.  ``None`` in real runs.
+      gradient: how the gradient is computed (:func:`rnnlab.gradients.parse_estimator`):
+        ``"bptt"`` (default: BPTT through :func:`rnnlab.unroll`), ``"tbptt:K"`` or
+        ``"tbptt:K1:K2"`` (truncated BPTT, Williams & Peng 1990), ``"rtrl"``,
+        ``"uoro"``, ``"snap1"`` or ``"diagonal_rtrl"`` (cells that declare a
+        ``LinearRecurrence`` with ``units``).  Estimators other than BPTT need
+        ``num_layers=1``; ``rtrl`` refuses models whose sensitivity is too large.
+      stateful: carry the recurrent state across consecutive chunks of the task's long
+        streams (:attr:`rnnlab.tasks.Task.stream`, e.g. ``char_lm``): each step reads the
+        next ``length`` characters of ``batch_size`` streams, the carry resets only at
+        document boundaries, and the gradient is truncated at chunk boundaries
+        (``gradient`` within a chunk, e.g. ``"tbptt:50"``).
+      pascanu_alpha: strength alpha of Pascanu et al. 2013's regularizer Omega, added as
+        ``alpha grad Omega`` to the gradient before clipping (the authors' constant-error
+        form; their temporal-order runs used alpha = 2).  ``0`` (default) leaves it out;
+        ``> 0`` compiles it in, with alpha a traced ``hparams`` entry.
     """
 
     task: str = "adding"
@@ -125,6 +140,9 @@ class TrainConfig:
     divergence_loss_factor: float | None = DEFAULT_FACTOR
     divergence_patience: int = DEFAULT_PATIENCE
     inject_nan_at_step: int | None = None
+    gradient: str = "bptt"
+    stateful: bool = False
+    pascanu_alpha: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "task_options", dict(self.task_options))
@@ -172,6 +190,7 @@ class TrainConfig:
             _checks.integer("inject_nan_at_step", self.inject_nan_at_step, minimum=0)
         self._check_cell()
         self._check_model()
+        self._check_gradient()
 
     def _check_model(self) -> None:
         """The model family and its options fit together (task-dependent checks are in
@@ -198,6 +217,46 @@ class TrainConfig:
             raise _checks.ArgumentError(
                 "attention", "attention=False applies to model='encoder_decoder' only"
             )
+
+    def _check_gradient(self) -> None:
+        """The estimator's name, the options it needs, and that it applies to the cell;
+        what depends on the task (its T, the model's size) is checked by ``make_train``."""
+        from rnnlab import gradients
+
+        try:
+            spec = gradients.parse_estimator(self.gradient, length=self.length)
+        except ValueError as error:
+            raise _checks.ArgumentError(
+                "gradient", f"gradient={self.gradient!r}: {error}"
+            ) from None
+        if not isinstance(self.stateful, bool):
+            raise _checks.ArgumentError(
+                "stateful", f"stateful must be True or False, got {self.stateful!r}"
+            )
+        _checks.number("pascanu_alpha", self.pascanu_alpha, minimum=0)
+        needs_one_cell = [
+            name
+            for name, used in (
+                (f"gradient={self.gradient!r}", spec.name != "bptt"),
+                ("stateful=True", self.stateful),
+                (f"pascanu_alpha={self.pascanu_alpha}", self.pascanu_alpha > 0),
+            )
+            if used
+        ]
+        if needs_one_cell and self.num_layers != 1:
+            raise _checks.ArgumentError(
+                "num_layers",
+                f"{' and '.join(needs_one_cell)} need(s) num_layers=1 (one recurrent cell), "
+                f"got num_layers={self.num_layers}",
+            )
+        if spec.name != "bptt":
+            cell = self.cell_spec.make(self.hidden_size, **self.cell_options)
+            try:
+                gradients.make_estimator(spec, cell, lambda params, y, data: 0.0)
+            except ValueError as error:
+                raise _checks.ArgumentError(
+                    "gradient", f"gradient={self.gradient!r}: {error}"
+                ) from None
 
     def _check_cell(self) -> None:
         """The cell exists, takes these options, and builds (bad values fail here)."""

@@ -21,12 +21,14 @@ from jax.flatten_util import ravel_pytree
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
+from rnnlab.train import estimation
 from rnnlab.train.config import TrainConfig
 from rnnlab.unrolling import tree_where
 
 __all__ = [
     "MODELS",
     "OPTIMIZER_HPARAMS",
+    "REGULARIZER_HPARAMS",
     "Model",
     "TrainState",
     "Trainer",
@@ -39,6 +41,8 @@ __all__ = [
 #: The optimizer's values a sweep may vary; the cell's sweepable hyperparameters
 #: (:attr:`rnnlab.cells.CellSpec.sweepable`) join them in ``hparams``.
 OPTIMIZER_HPARAMS = ("learning_rate", "clip_norm", "weight_decay", "momentum")
+#: Joins ``hparams`` when ``config.pascanu_alpha > 0`` (which compiles Omega in).
+REGULARIZER_HPARAMS = ("pascanu_alpha",)
 
 
 class TrainState(NamedTuple):
@@ -65,6 +69,9 @@ class TrainState(NamedTuple):
       best_step: int32 scalar, the step of ``best_params``.  With
         ``config.patience``, params and opt_state freeze once ``step - best_step``
         reaches ``patience * chunk_steps`` (early stopping).
+      stream: ``None`` for plain BPTT; else a
+        :class:`rnnlab.train.estimation.StreamState`: the gradient estimator's carried
+        state and, for a stateful run, the position of each training stream.
     """
 
     params: Any
@@ -76,6 +83,7 @@ class TrainState(NamedTuple):
     best_params: Any
     best_validation_loss: jax.Array
     best_step: jax.Array
+    stream: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -98,6 +106,8 @@ class Model:
         greedily in ``apply``.
       encoder_decoder: the :class:`rnnlab.seq2seq.EncoderDecoder` of
         ``model="encoder_decoder"`` (its ``greedy_decode`` returns attention weights).
+      readout: ``readout(params, y [..., H]) -> outputs [..., O]`` of a recurrent model
+        (what the gradient estimators of :mod:`rnnlab.train.estimation` read), else ``None``.
     """
 
     layer: Layer
@@ -107,6 +117,7 @@ class Model:
     step: Callable | None
     apply_batch: Callable | None = None
     encoder_decoder: Any = None
+    readout: Callable | None = None
 
     def __post_init__(self):
         if self.apply_batch is None:
@@ -192,7 +203,10 @@ def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.A
         carry, y = layer.step(params["cell"], carry, x)
         return carry, readout(params, y)
 
-    return Model(layer, init, apply, layer.initial_carry, None if layer.step is None else step)
+    return Model(
+        layer, init, apply, layer.initial_carry, None if layer.step is None else step,
+        readout=readout,
+    )  # fmt: skip
 
 
 def encoder_decoder_model(
@@ -292,8 +306,9 @@ def _as_key(key: jax.Array) -> jax.Array:
     return jax.random.wrap_key_data(key)
 
 
-#: The three independent streams of a run (see :func:`draw_key`).
-INIT_STREAM, DATA_STREAM, EVAL_STREAM = 0, 1, 2
+#: The independent streams of a run (see :func:`draw_key`); ``STREAM_STREAM`` starts
+#: the stateful estimators' data stream (``config.stateful``).
+INIT_STREAM, DATA_STREAM, EVAL_STREAM, STREAM_STREAM = 0, 1, 2, 3
 
 
 def draw_key(key: jax.Array, stream: int, step=None) -> jax.Array:
@@ -334,8 +349,10 @@ class Trainer:
 
     @property
     def hparam_names(self) -> tuple[str, ...]:
-        """The keys of ``hparams``: :data:`OPTIMIZER_HPARAMS`, then the cell's sweepable ones."""
-        return OPTIMIZER_HPARAMS + self.config.cell_spec.sweepable
+        """The keys of ``hparams``: :data:`OPTIMIZER_HPARAMS`, the cell's sweepable ones, then
+        :data:`REGULARIZER_HPARAMS` if ``config.pascanu_alpha > 0``."""
+        names = OPTIMIZER_HPARAMS + self.config.cell_spec.sweepable
+        return names + REGULARIZER_HPARAMS if self.config.pascanu_alpha else names
 
     def default_hparams(self) -> dict[str, jax.Array]:
         """The config's defaults as float32 scalars; ``clip_norm`` is ``inf`` when off.
@@ -353,6 +370,8 @@ class Trainer:
         }
         for name in spec.sweepable:
             values[name] = config.cell_options.get(name, spec.defaults[name])
+        if config.pascanu_alpha:
+            values["pascanu_alpha"] = config.pascanu_alpha
         return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
 
     def model(self, hparams: Mapping[str, jax.Array]) -> Model:
@@ -362,8 +381,10 @@ class Trainer:
         """A fresh state: model params from ``key`` and the init values in ``hparams``."""
         _check_hparams(self.hparam_names, hparams)
         key = _as_key(key)
-        params = self.model(hparams).init(draw_key(key, INIT_STREAM))
+        model = self.model(hparams)
+        params = model.init(draw_key(key, INIT_STREAM))
         opt_state = make_optimizer(self.config, hparams).init(ravel_pytree(params)[0])
+        stream_key = draw_key(key, STREAM_STREAM)
         return TrainState(
             params=params,
             opt_state=opt_state,
@@ -374,20 +395,28 @@ class Trainer:
             best_params=params,
             best_validation_loss=jnp.full((), jnp.inf, jnp.float32),
             best_step=jnp.zeros((), jnp.int32),
+            stream=estimation.init_stream(self.config, self.task, model, params, stream_key),
         )
 
     def _loss(self, model: Model, params, batch: Batch, step: jax.Array) -> jax.Array:
         loss = self.task.loss(model.apply_batch(params, batch), batch)
-        if self.config.inject_nan_at_step is not None:
-            loss = loss * jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
-        return loss
+        return self._inject_nan(loss, step)
+
+    def _inject_nan(self, tree, step: jax.Array):
+        if self.config.inject_nan_at_step is None:
+            return tree
+        factor = jnp.where(step == self.config.inject_nan_at_step, jnp.nan, 1.0)
+        return jax.tree.map(lambda leaf: leaf * factor.astype(leaf.dtype), tree)
 
     def train_step(self, state: TrainState, hparams: Mapping[str, jax.Array]):
         """One optimizer step on a fresh minibatch.
 
-        Gradients are clipped by global norm (Pascanu et al. 2013, Alg. 1: if
+        The gradient is BPTT through :func:`rnnlab.unroll`, or ``config.gradient``'s
+        estimator on the minibatch or the stream's next chunk
+        (:mod:`rnnlab.train.estimation`); ``pascanu_alpha > 0`` adds ``alpha grad
+        Omega``.  Gradients are clipped by global norm (Pascanu et al. 2013, Alg. 1: if
         ``||g|| > tau`` then ``g <- tau g / ||g||``).  If the loss or ``||g||`` is
-        non-finite, or the run diverged earlier, params and optimizer state are
+        non-finite, or the run diverged earlier, params, optimizer and stream state are
         kept (``jnp.where``) and ``diverged_step`` records the first such step.
 
         The optimizer works on the params raveled into one vector
@@ -402,10 +431,23 @@ class Trainer:
         """
         model = self.model(hparams)
         optimizer = make_optimizer(self.config, hparams)
-        batch = self.batch(state)
-        loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
-            state.params, batch, state.step
-        )
+        batch_key = draw_key(state.key, DATA_STREAM, state.step)  # as in Trainer.batch
+        if state.stream is None:
+            batch = self.task.sample(batch_key, self.config.batch_size)
+            loss, grads = jax.value_and_grad(functools.partial(self._loss, model))(
+                state.params, batch, state.step
+            )
+        else:
+            loss, grads, stream, chunk, carry = estimation.estimated_gradient(
+                self.config, self.task, model, state.params, state.stream, batch_key
+            )
+            loss, grads = self._inject_nan((loss, grads), state.step)
+        if self.config.pascanu_alpha:
+            if state.stream is None:
+                chunk, carry = estimation.minibatch_chunk(self.task, batch), None
+            grads = estimation.add_pascanu_gradient(
+                self.task, model, state.params, grads, chunk, carry, hparams["pascanu_alpha"]
+            )
         flat_params, unravel = ravel_pytree(state.params)
         flat_grads, _ = ravel_pytree(grads)
         statistics = gradient_statistics(flat_grads, hparams["clip_norm"])
@@ -426,6 +468,7 @@ class Trainer:
             best_params=state.best_params,
             best_validation_loss=state.best_validation_loss,
             best_step=state.best_step,
+            stream=None if state.stream is None else tree_where(keep, stream, state.stream),
         )
         return state, {"loss": loss, "grad_norm": norm, "clipped": clipped, "finite": finite}
 
@@ -571,7 +614,12 @@ def make_train(config: TrainConfig) -> Trainer:
     """
     task = make_task(config.task, config.length, **config.task_options)
     _check_model_fits_task(config, task)
-    return Trainer(config=config, task=task)
+    trainer = Trainer(config=config, task=task)
+    if estimation.uses_estimator(config) or config.pascanu_alpha:
+        model = trainer.model(trainer.default_hparams())
+        params = jax.eval_shape(model.init, jax.random.key(0))
+        estimation.check_gradient(config, task, model, params)
+    return trainer
 
 
 def _check_model_fits_task(config: TrainConfig, task: Task) -> None:

@@ -114,13 +114,22 @@ class RunResult:
 
 
 def _to_saveable(state: TrainState) -> TrainState:
-    """Typed PRNG keys become their ``uint32`` data, which orbax can store."""
-    return state._replace(
+    """Typed PRNG keys become their ``uint32`` data and empty arrays (tbptt:k's history
+    when k1 = k2) one zero, which orbax can store."""
+    state = state._replace(
         key=jax.random.key_data(state.key), eval_key=jax.random.key_data(state.eval_key)
     )
+    return jax.tree.map(lambda leaf: jnp.zeros((1,), leaf.dtype) if leaf.size == 0 else leaf, state)
 
 
-def _from_saveable(state: TrainState) -> TrainState:
+def _from_saveable(state: TrainState, abstract: TrainState) -> TrainState:
+    """Undoes :func:`_to_saveable`; ``abstract`` is the state's true shapes."""
+    state = jax.tree.map(
+        lambda leaf, like: leaf if like is None or like.size else jnp.zeros(like.shape, like.dtype),
+        state,
+        abstract._replace(key=None, eval_key=None),
+        is_leaf=lambda leaf: leaf is None,
+    )
     return state._replace(
         key=jax.random.wrap_key_data(state.key), eval_key=jax.random.wrap_key_data(state.eval_key)
     )
@@ -210,6 +219,7 @@ def _restore(manager, trainer: Trainer, out: Path, step: int | None = None, repa
     checkpoint of another rnnlab version) is an error, not damage.
     """
     hparams = trainer.default_hparams()
+    actual = jax.eval_shape(lambda: trainer.init(jax.random.key(0), hparams))
     abstract = jax.eval_shape(lambda: _to_saveable(trainer.init(jax.random.key(0), hparams)))
     steps = sorted(manager.all_steps(), reverse=True) if step is None else [step]
     for candidate in steps:
@@ -218,7 +228,10 @@ def _restore(manager, trainer: Trainer, out: Path, step: int | None = None, repa
         if problem is None:
             try:
                 restored = _from_saveable(
-                    TrainState(*manager.restore(candidate, args=ocp.args.StandardRestore(abstract)))
+                    TrainState(
+                        *manager.restore(candidate, args=ocp.args.StandardRestore(abstract))
+                    ),
+                    actual,
                 )
             except Exception as error:  # orbax raises many types on damaged files
                 if (directory / MANIFEST).exists():
