@@ -215,7 +215,7 @@ def draw_surface(surface: Surface, args, axis, rows: list) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runtime.tune_allocator()
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start_time = time.perf_counter()
     out = args.out
     io.write_json(

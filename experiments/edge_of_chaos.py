@@ -274,7 +274,7 @@ def summarize_family(family: Family, size: int, args, measured) -> tuple[dict, l
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    runtime.tune_allocator()
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start_time = time.perf_counter()
     study = [family for family in FAMILIES if family.name in args.families]
     io.write_json(

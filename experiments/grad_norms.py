@@ -413,7 +413,7 @@ def main(argv=None) -> dict:
     if folder.finished:
         print(folder.finished_message(), flush=True)
         return io.read_json(folder.path / io.SUMMARY_FILE)
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     with cli.usage_errors(plain=False), folder.lock():
         args.out = folder.path
         folder.start(

@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     if folder.finished:
         print(folder.finished_message())
         return
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     with cli.usage_errors(plain=False), folder.lock():
         folder.start()
         run_plan(arguments, plan, trainers)

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         for name in ("stop_after_chunks", "pause_after_chunks"):
             if getattr(arguments, name) is not None and getattr(arguments, name) < 1:
                 cli.fail(cli.flag_of(name), f"must be >= 1, got {getattr(arguments, name)}")
-    runtime.tune_allocator()  # avoid XLA's per-step page faults at long T
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
 
     def pause(chunks: int, step: int) -> None:
         if chunks == arguments.pause_after_chunks:

@@ -125,6 +125,7 @@ class Run:
 
         from rnnlab import _checks
         from rnnlab.tasks import make_task
+        from rnnlab.train.engine import EVAL_STREAM, draw_key
 
         _checks.choice("split", split, SPLITS)
         config = self.config
@@ -142,7 +143,10 @@ class Run:
             batch = task.test_set()
         else:
             size = _checks.positive_int("batch_size", batch_size or config.eval_batch_size)
-            key = state.eval_key if split == "test" else jax.random.key(seed)
+            if split == "test":  # the engine's evaluation sequences (Trainer.eval_batch)
+                key = draw_key(state.eval_key, EVAL_STREAM)
+            else:
+                key = jax.random.key(seed)
             batch = task.sample(key, size)
         model = self.trainer.model(self.trainer.default_hparams())
         outputs = jax.jit(model.apply)(state.params, batch.inputs, batch.lengths)

@@ -1,9 +1,24 @@
-"""Process settings for fast CPU runs: glibc's allocator.
+"""Process settings for fast CPU runs: the persistent compilation cache and glibc's allocator.
 
-XLA's CPU runtime frees its large temporary buffer at the end of every call and
-allocates it again at the next.  Under glibc's defaults a block that large is served
-by ``mmap`` and returned by ``munmap``, so every call touches fresh pages: about 73k
-minor page faults per LSTM training step at T=1000 (``experiments/bench.py`` counts
+Call :func:`configure` first thing in a script (every experiment does); it applies both.
+
+**Compilation cache.**  XLA's CPU compiler costs seconds per training program, and a
+short experiment or sweep spends most of its time there.  :func:`enable_compilation_cache`
+turns on JAX's persistent cache, so a program compiled once (same shapes, same
+versions, same ``XLA_FLAGS``) is loaded from disk by every later process.  The folder
+is ``$RNNLAB_CACHE_DIR``, else JAX's own ``$JAX_COMPILATION_CACHE_DIR``, by default
+``~/.cache/rnnlab/jax`` (under ``$XDG_CACHE_HOME`` when that is set);
+``RNNLAB_CACHE_DIR=off`` turns the cache off.  The cache is bounded
+(:data:`CACHE_MAX_BYTES`, least recently used entries go first), which makes JAX guard
+every read and write with a file lock (the ``filelock`` package): several processes
+(sweep workers, parallel experiments) may share one folder.  Without ``filelock`` the
+cache stays off, since unlocked writes could be read half-written by another process.
+Deleting the folder is always safe.
+
+**Allocator.**  XLA's CPU runtime frees its large temporary buffer at the end of every
+call and allocates it again at the next.  Under glibc's defaults a block that large is
+served by ``mmap`` and returned by ``munmap``, so every call touches fresh pages: about
+73k minor page faults per LSTM training step at T=1000 (``experiments/bench.py`` counts
 them).  Keeping freed memory in the heap removes the faults.  Two equivalent ways:
 
 - before the process starts, the environment :data:`TUNED_MALLOC_ENV`;
@@ -14,8 +29,30 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
+import os
+import warnings
+from pathlib import Path
 
-__all__ = ["TUNED_MALLOC_ENV", "tune_allocator"]
+__all__ = [
+    "CACHE_DIR_ENV",
+    "CACHE_MAX_BYTES",
+    "TUNED_MALLOC_ENV",
+    "cache_dir",
+    "configure",
+    "enable_compilation_cache",
+    "tune_allocator",
+]
+
+#: The environment variable naming the compilation cache's folder (``off`` disables it).
+CACHE_DIR_ENV = "RNNLAB_CACHE_DIR"
+#: The cache's bound in bytes.  A bound (any) also makes JAX lock the folder during
+#: reads and writes, which is what makes sharing it between processes safe.
+CACHE_MAX_BYTES = 4 * 2**30
+#: Programs that compile faster than this are not written to the cache: eager
+#: operations compile in milliseconds each and would only fill the folder.
+CACHE_MIN_COMPILE_SECONDS = 0.05
+_OFF = ("off", "0", "false", "no", "none")
 
 #: glibc tunables read at process start: one arena, no mmap for large blocks, and
 #: never give memory back to the system (trim) or pad the heap top by 512 MiB.
@@ -29,6 +66,67 @@ TUNED_MALLOC_ENV = {
 # mallopt parameter numbers from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
 _INT_MAX = 2**31 - 1  # mallopt takes a C int, so the trim threshold is capped at 2 GiB
+
+
+def cache_dir() -> Path | None:
+    """The compilation cache's folder from the environment, or ``None`` if turned off.
+
+    ``$RNNLAB_CACHE_DIR`` when set (``off``, ``0``, ``false``, ``no``, ``none`` or empty
+    turn the cache off); else ``$JAX_COMPILATION_CACHE_DIR`` when set; else
+    ``$XDG_CACHE_HOME/rnnlab/jax``; else ``~/.cache/rnnlab/jax``.
+    """
+    setting = os.environ.get(CACHE_DIR_ENV)
+    if setting is None and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"]).expanduser()
+    if setting is not None:
+        if setting.strip().lower() in _OFF or not setting.strip():
+            return None
+        return Path(setting).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rnnlab" / "jax"
+
+
+def enable_compilation_cache(path: str | Path | None = None) -> Path | None:
+    """Turns on JAX's persistent compilation cache in ``path`` (default :func:`cache_dir`).
+
+    Takes effect for every program compiled afterwards in this process.  Also exports
+    ``RNNLAB_CACHE_DIR``, so child processes (sweep workers) that call it share the
+    folder.  Calling it again with another folder switches to that folder.
+
+    Returns:
+      The folder, or ``None`` when the environment turns the cache off or the
+      ``filelock`` package is missing (then a cache enabled earlier in this process is
+      turned off too).
+    """
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    folder = cache_dir() if path is None else Path(path).expanduser()
+    previous = jax.config.jax_compilation_cache_dir
+    if folder is not None and importlib.util.find_spec("filelock") is None:
+        warnings.warn(
+            "rnnlab: the compilation cache stays off: install the 'filelock' package, "
+            "which makes a shared cache safe for several processes",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        folder = None
+    if folder is None:
+        if previous is not None:
+            jax.config.update("jax_enable_compilation_cache", False)
+            compilation_cache.reset_cache()
+        return None
+    folder = folder.absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    if previous is not None and Path(previous) != folder:
+        compilation_cache.reset_cache()
+    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    os.environ[CACHE_DIR_ENV] = str(folder)
+    return folder
 
 
 def tune_allocator() -> bool:
@@ -56,3 +154,15 @@ def tune_allocator() -> bool:
         (_M_ARENA_MAX, int(TUNED_MALLOC_ENV["MALLOC_ARENA_MAX"])),
     )
     return all(mallopt(param, value) == 1 for param, value in settings)
+
+
+def configure() -> dict:
+    """The settings of an rnnlab script: the allocator and the compilation cache.
+
+    Returns:
+      ``{"allocator_tuned": bool, "compilation_cache": str | None}``, for the
+      experiment's ``config.json``.
+    """
+    tuned = tune_allocator()
+    folder = enable_compilation_cache()
+    return {"allocator_tuned": tuned, "compilation_cache": None if folder is None else str(folder)}

@@ -10,6 +10,10 @@ tolerance unchanged.  Speed is measured by ``experiments/bench.py``, never here.
 
 import os
 
+# Experiments' main() turns on the persistent compilation cache (rnnlab.runtime); the
+# suite runs as on a fresh clone (every program compiled), writing nothing to ~/.cache.
+os.environ.setdefault("RNNLAB_CACHE_DIR", "off")
+
 if os.environ.get("RNNLAB_TEST_XLA_OPT") != "1":  # before anything imports jax
     _FLAG = "--xla_backend_optimization_level=0"
     _flags = os.environ.get("XLA_FLAGS", "")

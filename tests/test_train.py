@@ -78,8 +78,7 @@ def _step_and_gradients(trainer):
     hparams = trainer.default_hparams()
     state = trainer.init(jax.random.key(1), hparams)
     new_state, metrics = trainer.train_step(state, hparams)
-    _, batch_key = jax.random.split(state.key)
-    batch = trainer.task.sample(batch_key, trainer.config.batch_size)
+    batch = trainer.batch(state)
     model = trainer.model(hparams)
     grads = jax.grad(lambda p: trainer.task.loss(model.apply(p, batch.inputs), batch))(state.params)
     return state.params, new_state.params, metrics, grads

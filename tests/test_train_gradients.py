@@ -167,7 +167,7 @@ def test_engine_tbptt_equals_the_library_estimator():
     state = trainer.init(jax.random.key(4), hparams)
     new_state, _ = fast_jit(trainer.train_step)(state, hparams)
 
-    batch = trainer.task.sample(jax.random.split(state.key)[1], 3)
+    batch = trainer.batch(state)  # the step's minibatch, as the engine draws it
     cell = trainer.model(hparams).layer.cell
     estimator = gradients.make_estimator("tbptt:2:4", cell, adding_step_loss)
     weight = jnp.zeros((3, 8)).at[:, -1].set(1.0)
@@ -196,7 +196,7 @@ def test_engine_adds_alpha_times_the_gradient_of_omega():
     state = trainer.init(jax.random.key(5), hparams)
     new_state, _ = fast_jit(trainer.train_step)(state, hparams)
 
-    batch = trainer.task.sample(jax.random.split(state.key)[1], 4)
+    batch = trainer.batch(state)  # the step's minibatch, as the engine draws it
     model = trainer.model(hparams)
     cell = model.layer.cell
 

@@ -114,7 +114,7 @@ def main(argv=None) -> dict | None:
         return None
     if arguments.seeds != 1:
         parser.error("--seeds: the language study runs one seed per cell (a runner per cell)")
-    runtime.tune_allocator()
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start = time.perf_counter()
     out = Path(arguments.out)
     configs, results = {}, {}

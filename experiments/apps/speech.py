@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_arguments(parser, out="results/apps/speech", quick=QUICK)
     arguments = parse_arguments(parser, argv)
-    runtime.tune_allocator()
+    runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start = time.perf_counter()
     base = TrainConfig(
         task="japanese_vowels",
