@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench sweep train long-range clean
+.PHONY: run test lint bench compile sweep train long-range clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python experiments/bench.py --out results/bench
+
+compile: $(STAMP)
+	$(BIN)/python experiments/compile_time.py --with-experiments --out results/compile
 
 train: $(STAMP)
 	$(BIN)/python experiments/train.py --task adding --length 100 --cell lstm --steps 3000 --out results/train/adding_lstm
