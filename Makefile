@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/python experiments/grad_norms.py --out results/grad_norms
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check rnnlab experiments tests

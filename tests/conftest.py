@@ -22,9 +22,11 @@ if os.environ.get("RNNLAB_TEST_XLA_OPT") != "1":  # before anything imports jax
 
 from hypothesis import HealthCheck, settings
 
+# Each hypothesis example of a shape property compiles a new XLA program (about 0.5 s), so
+# CI draws 10 examples per property; HYPOTHESIS_PROFILE=dev draws 60.
 settings.register_profile(
     "ci",
-    max_examples=25,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
