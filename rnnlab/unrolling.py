@@ -35,8 +35,11 @@ PATHS = ("auto", "sequential", "fused", "parallel")
 #: The order in which ``path="auto"`` tries the paths, per backend; the first that
 #: applies to the cell and the options wins.  Measured with ``make bench`` (section
 #: ``paths``): on a 2-core CPU the fused path beats the sequential scan by 15-25% for
-#: the dense cells, and the associative scan is several times slower than the
-#: sequential scan at every T from 256 to 16384, so the CPU never picks it.  On GPU
+#: the dense cells, and the associative scan is 1.4-5x slower than the sequential scan
+#: for the LRU, minGRU and minLSTM at every T from 256 to 16384, so the CPU never picks
+#: it (RG-LRU is the exception: its parallel training step measured 0.47-0.65x the
+#: sequential one, as its gates are computed outside the loop; a per-cell preference
+#: is not implemented).  On GPU
 #: and TPU the parallel path's O(log T) depth is the point (Orvieto et al. 2023,
 #: Feng et al. 2024); those entries follow the literature and have not been measured
 #: here (no accelerator was available).
