@@ -2,21 +2,16 @@
 puts it, and the paths obey the SGD and clipping rules they were drawn with."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "cliff.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("cliff_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("cliff")
     out = tmp_path_factory.mktemp("cliff")
     summary = module.main(["--quick", "--out", str(out)])
     return module, out, summary

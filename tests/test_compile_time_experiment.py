@@ -5,25 +5,15 @@ holds more fusions than the model's gradient alone (it contains it); a warm reru
 child process is a valid wall time.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "compile_time.py"
-
-
-def load_experiment():
-    spec = importlib.util.spec_from_file_location("compile_time_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_experiment
 
 
 @pytest.mark.slow
 def test_quick_run_writes_report_summary_and_plot(tmp_path):
-    module = load_experiment()
+    module = load_experiment("compile_time")
     summary = module.main(["--quick", "--out", str(tmp_path)])
     for name in ("config.json", "summary.json", "report.md", "compile_time.png"):
         assert (tmp_path / name).exists(), name

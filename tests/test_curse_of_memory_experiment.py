@@ -3,21 +3,16 @@ with each other, the measured sensitivity matches (1 + lambda^2) / (1 - lambda^2
 (Zucchet & Orvieto 2024), and every chosen student is trained."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "curse_of_memory.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("curse_of_memory_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("curse_of_memory")
     out = tmp_path_factory.mktemp("curse_of_memory")
     return out, module.main(["--quick", "--out", str(out)]), module
 

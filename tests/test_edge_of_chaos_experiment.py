@@ -4,20 +4,15 @@ decays to 0, where lambda_max = log rho(W) < 0; a larger forget bias slows the L
 contraction; the gradient rate follows lambda_max)."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "edge_of_chaos.py"
+from conftest import load_experiment
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("edge_of_chaos_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("edge_of_chaos")
     return module
 
 

@@ -3,21 +3,16 @@ artifacts exist and agree with each other, and its decay ratios obey the theory
 (Pascanu et al. 2013's bound, geometric decay with T, Gers et al. 2000's forget bias)."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "grad_norms.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("grad_norms_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("grad_norms")
     out = tmp_path_factory.mktemp("grad_norms")
     summary = module.main(["--quick", "--out", str(out)])
     return out, summary

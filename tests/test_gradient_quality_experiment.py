@@ -3,21 +3,16 @@ other, RTRL is exact, truncation is exact below its length, and the carried stat
 each estimator has the size its algorithm implies."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "gradient_quality.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("gradient_quality_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("gradient_quality")
     out = tmp_path_factory.mktemp("gradient_quality")
     summary = module.main(["--quick", "--out", str(out)])
     return out, summary

@@ -1,22 +1,18 @@
 """``experiments/online_learning.py --quick`` end to end: artifacts, and RTRL trains like BPTT."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_experiment
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "online_learning.py"
 ESTIMATORS = ["bptt", "tbptt:4", "uoro", "snap1", "rtrl"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("online_learning_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("online_learning")
     out = tmp_path_factory.mktemp("online_learning")
     return out, module.main(["--quick", "--out", str(out)])
 

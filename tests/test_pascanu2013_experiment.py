@@ -1,20 +1,15 @@
 """``experiments/pascanu2013.py --quick`` end to end: its artifacts agree with each other."""
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "pascanu2013.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("pascanu2013_experiment", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_experiment("pascanu2013")
     out = tmp_path_factory.mktemp("pascanu2013")
     return out, module.main(["--quick", "--out", str(out)])
 
