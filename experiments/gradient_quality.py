@@ -57,6 +57,8 @@ CELLS = (
     CellEntry("rnn", "tanh RNN", ("uoro", "snap1", "rtrl")),
     CellEntry("lstm", "LSTM (forget bias 1)", ("uoro", "snap1", "rtrl")),
     CellEntry("gru", "GRU", ("uoro", "snap1", "rtrl")),
+    # A linear diagonal recurrence: diagonal RTRL is exact for it (Zucchet et al. 2023).
+    CellEntry("lru", "LRU (Orvieto et al. 2023)", ("uoro", "snap1", "diagonal_rtrl")),
 )
 
 
