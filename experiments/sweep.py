@@ -114,6 +114,13 @@ def parse_args(argv=None):
         metavar="REPEATS",
         help="also time vmap, loop and processes on the first group (interleaved repeats)",
     )
+    multi = parser.add_argument_group(
+        "several processes or hosts (docs/multihost.md; default: $RNNLAB_COORDINATOR, "
+        "$RNNLAB_NUM_PROCESSES, $RNNLAB_PROCESS_ID, else SLURM's variables)"
+    )
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    multi.add_argument("--num-processes", type=int, help="processes in the run")
+    multi.add_argument("--process-id", type=int, help="this process's index")
     args = cli.parse_with_preset(parser, argv, QUICK)
     if not args.threshold > 0:
         cli.fail("--threshold", f"must be a fraction > 0 of the baseline; got {args.threshold}")
@@ -257,6 +264,10 @@ def flags(args) -> dict[str, str]:
 
 def main(argv=None):
     args = parse_args(argv)
+    with cli.usage_errors(flags(args)):  # before anything touches JAX's devices
+        distributed = runtime.initialize_distributed(
+            args.coordinator, args.num_processes, args.process_id
+        )
     space = build_space(args)
     base = {
         "task": "adding",
@@ -268,7 +279,8 @@ def main(argv=None):
         "eval_batch_size": 500,
     }
     resolved = {
-        k: v for k, v in vars(args).items() if k not in ("out", "quick", "cell_axes")
+        k: v for k, v in vars(args).items()
+        if k not in ("out", "quick", "cell_axes", "coordinator", "num_processes", "process_id")
     }  # fmt: skip
     with cli.usage_errors(flags(args)):
         builder = TrainerBuilder(base)
@@ -276,6 +288,14 @@ def main(argv=None):
         check_configs(configs, builder)
         for group in group_configs(configs, builder.static_part):
             check_memory(make_train(builder.config(group.static)))
+    if distributed and distributed["process_index"] != 0:
+        # Every process runs the same chunks; process 0 alone writes into --out (which must
+        # be on a filesystem all processes share, so that they resume from the same rows).
+        runtime.configure()
+        run_sweep(configs, builder, out=args.out, strategy=args.strategy,
+                  chunk_size=args.chunk_size, progress=False)  # fmt: skip
+        return
+    with cli.usage_errors(flags(args)):
         folder = io.RunFolder.open(
             args.out,
             "sweep",

@@ -166,3 +166,68 @@ def configure() -> dict:
     tuned = tune_allocator()
     folder = enable_compilation_cache()
     return {"allocator_tuned": tuned, "compilation_cache": None if folder is None else str(folder)}
+
+
+#: Environment variables read by :func:`initialize_distributed` when its arguments are
+#: ``None`` (set them on every host; ``RNNLAB_PROCESS_ID`` differs per process).
+DISTRIBUTED_ENV = ("RNNLAB_COORDINATOR", "RNNLAB_NUM_PROCESSES", "RNNLAB_PROCESS_ID")
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> dict | None:
+    """Joins a multi-process JAX run (several hosts, or several processes on one host).
+
+    Call it before anything touches JAX's devices.  Each argument left ``None`` is read
+    from :data:`DISTRIBUTED_ENV`; if none is set anywhere and the process runs under
+    SLURM with more than one task (``SLURM_NTASKS``), JAX's own cluster detection
+    supplies all three.  Otherwise this is a single-process run and nothing happens.
+    On CPU, cross-process collectives use gloo (``jax_cpu_collectives_implementation``);
+    accelerators use their own (NCCL on GPU).  A sweep then shards its configurations
+    over every process's devices (:func:`rnnlab.sweep.run_sweep`), gathers the results
+    on every process, and process 0 alone writes files.
+
+    Args:
+      coordinator: ``"host:port"`` of process 0, reachable from every process.
+      num_processes: the number of processes.
+      process_id: this process's index in ``[0, num_processes)``.
+
+    Returns:
+      ``None`` for a single-process run, else ``{"process_index", "process_count",
+      "local_devices", "devices"}``.
+
+    Raises:
+      ValueError: naming the missing or invalid setting when only some are given.
+    """
+    given = dict(zip(DISTRIBUTED_ENV, (coordinator, num_processes, process_id), strict=True))
+    for name, value in given.items():
+        if value is None and os.environ.get(name):
+            given[name] = os.environ[name]
+    slurm = int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    if all(value is None for value in given.values()) and not slurm:
+        return None
+    if any(value is not None for value in given.values()):
+        missing = [name for name, value in given.items() if value is None]
+        if missing:
+            raise ValueError(
+                f"initialize_distributed: {', '.join(missing)} not set; a multi-process run "
+                f"needs all of {DISTRIBUTED_ENV} (or the arguments coordinator, "
+                "num_processes, process_id)"
+            )
+        count, index = int(given["RNNLAB_NUM_PROCESSES"]), int(given["RNNLAB_PROCESS_ID"])
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(
+                f"initialize_distributed: process_id={index} must be in [0, num_processes={count})"
+            )
+        kwargs = {"coordinator_address": str(given["RNNLAB_COORDINATOR"]),
+                  "num_processes": count, "process_id": index}  # fmt: skip
+    else:
+        kwargs = {}  # SLURM: JAX reads the cluster from the environment
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+    return {"process_index": jax.process_index(), "process_count": jax.process_count(),
+            "local_devices": jax.local_device_count(), "devices": jax.device_count()}  # fmt: skip

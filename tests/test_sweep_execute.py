@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -229,36 +230,76 @@ def test_real_vmapped_sweep_matches_training_alone(real_sweep):
     assert [row["diverged"] for row in result.rows] == [False] * 6 + [True]
 
 
-def test_sharded_over_four_devices_matches_one(real_sweep, tmp_path):
-    """Oracle: the single-device sweep: the same sweep sharded over 4 forced CPU devices
-    (NamedSharding over a 'configs' mesh axis) in a subprocess gives the same rows."""
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_with_two_devices_each_match_one_process(real_sweep, tmp_path):
+    """Oracle: the single-process, single-device sweep.  The same sweep run by 2 local
+    processes joined by ``jax.distributed`` (CPU collectives over gloo), each with 2 forced
+    CPU devices, shards the configurations over all 4 devices of both processes; process 0
+    writes the rows, every process gathers all of them, and they equal the 1-process rows."""
     configs, result = real_sweep
     script = textwrap.dedent(
         f"""
-        import json, jax
+        import json, sys, jax
+        from rnnlab import runtime
+        info = runtime.initialize_distributed(process_id=int(sys.argv[1]))
         from rnnlab.sweep import configurations, run_sweep
         from rnnlab.sweep.engine import TrainerBuilder
         from tests.test_sweep_execute import REAL_BASE, REAL_SPACE
-        assert len(jax.devices()) == 4, jax.devices()
         result = run_sweep(configurations(REAL_SPACE), TrainerBuilder(REAL_BASE), progress=False,
-                           out={str(tmp_path)!r})
-        print(json.dumps(result.summary["strategy"]), result.summary["devices"])
+                           out={str(tmp_path / "out")!r})
+        print(json.dumps({{**info, "strategy": result.summary["strategy"]["chosen"],
+                          "losses": [row["final_test_loss"] for row in result.rows]}}))
         """
     )
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "JAX_PLATFORMS": "cpu",
         "PYTHONPATH": os.getcwd(),
+        "RNNLAB_COORDINATOR": f"localhost:{_free_port()}",
+        "RNNLAB_NUM_PROCESSES": "2",
     }
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert '"chosen": "vmap"' in done.stdout and done.stdout.split()[-1] == "4"
-    sharded = load_rows(tmp_path)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, str(index)], env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        for index in range(2)
+    ]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr[-3000:]
+    reports = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+    assert [r["process_index"] for r in reports] == [0, 1]
+    assert all(r["process_count"] == 2 and r["devices"] == 4 for r in reports), reports
+    assert all(r["strategy"] == "vmap" for r in reports)
+    expected = [row["final_test_loss"] for row in result.rows]
+    for report in reports:  # every process gathered every configuration's result
+        np.testing.assert_allclose(report["losses"], expected, rtol=2e-4)
+    written = load_rows(tmp_path / "out")  # written once, by process 0
+    assert sorted(written) == sorted(row["id"] for row in result.rows)
     for row in result.rows:
-        other = sharded[row["id"]]
-        assert other["diverged"] == row["diverged"]
-        np.testing.assert_allclose(other["final_test_loss"], row["final_test_loss"], rtol=2e-4)
+        assert written[row["id"]]["diverged"] == row["diverged"]
+        np.testing.assert_allclose(
+            written[row["id"]]["final_test_loss"], row["final_test_loss"], rtol=2e-4
+        )
+
+
+def test_initialize_distributed_names_a_missing_setting(monkeypatch):
+    """A partial multi-process configuration is refused before JAX is touched, naming what
+    is missing; nothing set at all is a single-process run."""
+    from rnnlab import runtime
+
+    for name in (*runtime.DISTRIBUTED_ENV, "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert runtime.initialize_distributed() is None
+    with pytest.raises(ValueError, match="RNNLAB_NUM_PROCESSES, RNNLAB_PROCESS_ID not set"):
+        runtime.initialize_distributed(coordinator="localhost:1234")
+    with pytest.raises(ValueError, match=r"process_id=2 must be in \[0, num_processes=2\)"):
+        runtime.initialize_distributed("localhost:1234", 2, 2)
 
 
 def test_compare_strategies_times_each_on_one_group():
