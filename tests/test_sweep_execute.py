@@ -265,8 +265,13 @@ def test_two_processes_with_two_devices_each_match_one_process(real_sweep, tmp_p
         "RNNLAB_NUM_PROCESSES": "2",
     }
     workers = [
-        subprocess.Popen([sys.executable, "-c", script, str(index)], env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(index)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
         for index in range(2)
     ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
