@@ -107,7 +107,9 @@ def linear_scan(
       ``ys: [..., T, H]`` (zero at invalid steps) and the carries ``hs: [..., T, N]``.
     """
     coefficients, log_space = cell.linear.coefficients, cell.linear.log_space
-    a, b = coefficients(params, xs)  # [..., T, N]
+    a, b = coefficients(params, xs)  # [..., T, N], or any shapes that broadcast to it
+    shape = jnp.broadcast_shapes(a.shape, b.shape)  # a time-invariant a (the LRU's lambda)
+    a, b = jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
     steps = xs.shape[-2]
     first = jnp.arange(steps) == (steps - 1 if reverse else 0)
     starts = first if resets is None else resets | first  # [..., T]

@@ -24,6 +24,7 @@ import math
 import statistics
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -634,6 +635,19 @@ def test_diagonal_rtrl_equals_numpy_sensitivities_and_bptt(x64):
     for name, (loss, grads, _) in results.items():
         np.testing.assert_allclose(loss, expected_loss, rtol=1e-12, err_msg=name)
         assert_tree_close(grads, expected, rtol=1e-10)
+
+
+def test_parallel_path_takes_a_time_invariant_coefficient(x64):
+    """Oracle: the sequential scan.  The LRU-like cell's ``a`` is ``[N]`` (no batch or time
+    axes), which the parallel path broadcasts; this failed on GPU, where ``path="auto"``
+    picks the parallel path, before it was found on the H200."""
+    cell = lru_recurrence()
+    params, chunk = linear_problem(cell, seed=5)
+    outputs = {
+        path: rnnlab.unroll(cell, params["cell"], chunk.inputs, resets=chunk.resets, path=path)
+        for path in ("sequential", "parallel")
+    }
+    chex.assert_trees_all_close(outputs["parallel"], outputs["sequential"], rtol=1e-10)
 
 
 def test_diagonal_rtrl_is_exact_on_a_complex_lru_like_recurrence(x64):

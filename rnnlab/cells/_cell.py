@@ -62,7 +62,7 @@ class LinearRecurrence(NamedTuple):
 
     The carry is one array ``h: [..., N]`` (real or complex) and the step is::
 
-        a_t, b_t = coefficients(params, x_t)        # [..., N] each, from the input only
+        a_t, b_t = coefficients(params, x_t)        # broadcast to [..., N], from x_t only
         h_t = a_t * h_{t-1} + b_t
         y_t = output(params, h_t, x_t)              # the cell's ``output``
 
