@@ -332,6 +332,7 @@ def run_and_report(args, folder, builder, base, configs):
         METRIC,
         args.out / "heatmaps.png",
         title=f"adding problem: final test MSE (baseline {builder.baseline_loss(configs[0]):.3g})",
+        reference=builder.baseline_loss(configs[0]),
     )
     main_panels = {
         name: rows_ for name, rows_ in panels.items() if name.endswith(f"T={args.length}")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab.io import read_jsonl
-from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals
+from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals, value_labels
 from rnnlab.sweep import (
     heatmap_table,
     importance,
@@ -135,8 +135,22 @@ def test_plots_write_pngs(tmp_path):
     rows = additive_rows([0.0, 1.0, 2.0], [0.0, -1.0])
     rows[0]["diverged"] = True
     panels = {"A": rows, "B": rows}
-    plot_heatmaps(panels, "a", "b", "loss", tmp_path / "heat.png", title="t")
+    plot_heatmaps(panels, "a", "b", "loss", tmp_path / "heat.png", title="t", reference=1.0)
     plot_marginals(panels, ["a", "b"], "loss", tmp_path / "marg.png")
     plot_importance({"A": importance(rows, ["a", "b"], "loss")}, tmp_path / "imp.png")
     for name in ("heat", "marg", "imp"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_value_labels_tell_cells_apart_from_each_other_and_the_baseline():
+    """Oracle: hand-written labels; the one-digit labels of before all read "0.2"."""
+    near = [0.168, 0.169, 0.17, 0.171, 0.172, 0.168]
+    assert value_labels(near, reference=0.167) == [
+        "0.168", "0.169", "0.17", "0.171", "0.172", "0.168"
+    ]  # fmt: skip
+    # Two digits already separate these and the baseline; the fewest are used.
+    assert value_labels([0.5, 0.25, 12.0], reference=0.167) == ["0.5", "0.25", "12"]
+    # Distinct values, one of which would read like the baseline at two digits.
+    assert value_labels([0.5, 0.1672], reference=0.167) == ["0.5", "0.1672"]
+    # The cap: values equal to four digits share a label; non-finite values are str.
+    assert value_labels([1.00001, 1.00002, float("nan")]) == ["1", "1", "nan"]
