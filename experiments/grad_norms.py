@@ -44,7 +44,8 @@ import numpy as np
 from rnnlab import cells, cli, diagnostics, io, plots, runtime
 from rnnlab.plots import grad_norms as grad_norm_plots
 from rnnlab.progress import Progress
-from rnnlab.train import TrainConfig, make_train, runner
+from rnnlab.train import TrainConfig, make_train, runner, train_grid
+from rnnlab.train.engine import init_readout
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
@@ -241,8 +242,7 @@ def init_params(family: Family, hidden: int, values, keys):
 
     def one(value, key):
         cell_key, readout_key = jax.random.split(key)
-        weight = jax.random.normal(readout_key, (hidden, 1), jnp.float64) / math.sqrt(hidden)
-        readout = {"weight": weight, "bias": jnp.zeros(1, jnp.float64)}
+        readout = init_readout(readout_key, hidden, 1, jnp.float64)
         params = family.make_cell(value, hidden).init(cell_key, FEATURES)
         params = jax.tree.map(lambda p: p.astype(jnp.float64) if p.dtype == jnp.float32 else p,
                               params)  # fmt: skip
@@ -252,12 +252,7 @@ def init_params(family: Family, hidden: int, values, keys):
 
 
 def leaf_names(family: Family, hidden: int) -> list[str]:
-    """Names of the carry's leaves: NamedTuple fields (``h``, ``c``), else ``h``, ``0``..."""
-    carry = jax.eval_shape(family.make_cell(family.values[0], hidden).initial_carry, ())
-    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(carry)[0]]
-    if len(paths) == 1 and not paths[0]:
-        return ["h"]
-    return [diagnostics._path_name(path) for path in paths]
+    return diagnostics.carry_leaf_names(family.make_cell(family.values[0], hidden))
 
 
 class Measured(NamedTuple):
@@ -275,16 +270,8 @@ def to_measured(names: list[str], norms, eta) -> Measured:
     return Measured(leaves, None if eta is None else np.asarray(eta, np.float64))
 
 
-def band_stats(samples: np.ndarray, axis=0) -> dict[str, np.ndarray]:
-    """Median, band percentiles and geometric mean over ``axis`` (log-scale quantities)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log = np.log(samples)
-    return {
-        "median": np.median(samples, axis=axis),
-        "low": np.percentile(samples, BAND[0], axis=axis),
-        "high": np.percentile(samples, BAND[1], axis=axis),
-        "geomean": np.exp(np.mean(log, axis=axis)),
-    }
+def band_stats(samples: np.ndarray) -> dict[str, np.ndarray]:
+    return diagnostics.band_stats(samples, BAND)
 
 
 def measure_study(study: list[Family], lengths, args, key, label) -> dict:
@@ -316,27 +303,8 @@ def measure_study(study: list[Family], lengths, args, key, label) -> dict:
 
 
 def panel_curves(family: Family, measured: Measured) -> list[grad_norm_plots.Curve]:
-    """One normalized curve per configuration and carry leaf, in ``family.values`` order
-    (the first leaf dashed when there are several, as ``h`` beside the LSTM's ``c``), with
-    the Pascanu bound for an Elman RNN."""
-    curves = []
-    for c, value in enumerate(family.values):
-        for index, (leaf, samples) in enumerate(measured.leaves.items()):
-            stats = band_stats(diagnostics.normalized_curves(samples[c]))
-            bound = None
-            if measured.eta is not None:
-                steps = samples.shape[-1]
-                bound = np.asarray(diagnostics.pascanu_bound(np.median(measured.eta[c]), steps))
-            label = family.label(value)
-            if len(measured.leaves) > 1:
-                label += f" ({leaf})"
-            dashed = index == 0 and len(measured.leaves) > 1
-            curves.append(
-                grad_norm_plots.Curve(
-                    label, stats["median"], stats["low"], stats["high"], bound, dashed
-                )
-            )
-    return curves
+    labels = [family.label(value) for value in family.values]
+    return grad_norm_plots.panel_curves(labels, measured.leaves, measured.eta, BAND)
 
 
 def curve_rows(family: Family, length: int, measured: Measured) -> list[dict]:
@@ -382,21 +350,9 @@ def summarize(study: list[Family], lengths, measured, key: str, summary: dict):
 
 
 def decay_series(family: Family, lengths, measured) -> list[grad_norm_plots.DecaySeries]:
-    series = []
-    leaves = list(measured[family.name, lengths[0]].leaves)
-    for c, value in enumerate(family.values):
-        for index, leaf in enumerate(leaves):
-            stats = [
-                band_stats(diagnostics.decay_ratio(measured[family.name, T].leaves[leaf][c]))
-                for T in lengths
-            ]
-            label = family.label(value) + (f" ({leaf})" if len(leaves) > 1 else "")
-            median, low, high = (np.array([s[k] for s in stats]) for k in ("median", "low", "high"))
-            dashed = len(leaves) > 1 and index == 0
-            series.append(
-                grad_norm_plots.DecaySeries(label, np.array(lengths), median, low, high, dashed)
-            )
-    return series
+    labels = [family.label(value) for value in family.values]
+    by_length = [measured[family.name, length].leaves for length in lengths]
+    return grad_norm_plots.decay_series(labels, lengths, by_length, BAND)
 
 
 # --------------------------------------------------------------------------------------
@@ -500,7 +456,7 @@ def measure_and_report(args, study: list[Family], compared: list[Family]) -> dic
 def trained_params(family: Family, args, key):
     """Trains every configuration of ``family`` on the adding problem (Le et al. 2015).
 
-    One vmapped, jitted run of :mod:`rnnlab.train` over configurations x
+    One vmapped, jitted run of :func:`rnnlab.train.train_grid` over configurations x
     ``args.train_seeds`` seeds, ``args.train_steps`` Adam steps at ``T =
     args.train_length``; the family's hyperparameter is a traced ``hparams`` entry.
 
@@ -517,20 +473,9 @@ def trained_params(family: Family, args, key):
             eval_batch_size=256, learning_rate=3e-3, clip_norm=1.0,
         )
     )  # fmt: skip
-    defaults = trainer.default_hparams()
-    values = jnp.asarray(family.values, jnp.float32)
     keys = jax.random.split(key, args.train_seeds)
-
-    def run(value, key):
-        hparams = dict(defaults)
-        if family.parameter:
-            hparams[family.parameter] = value
-        start = trainer.init(key, hparams).params
-        state, history = trainer.train(key, hparams)
-        return start, state.params, history
-
-    grid = jax.vmap(jax.vmap(run, in_axes=(None, 0)), in_axes=(0, None))
-    start, trained, history = jax.jit(grid)(values, keys)
+    hparams = {family.parameter: family.values} if family.parameter else None
+    start, trained, history = train_grid(trainer, keys, hparams)
     as64 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float64))
     return as64(start), as64(trained), history, trainer.task
 

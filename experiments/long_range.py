@@ -4,17 +4,19 @@
     .venv/bin/python experiments/long_range.py --out results/lr_lru --cells lru lstm \\
         --cell-option lru:r_min=0.9 --tasks adding --lengths 100 1000
 
-For every task, cell and length T, trains --seeds seeds as one vmapped program
-and counts a seed as successful when its final test loss is below the threshold
-(--success-threshold, or --success-fraction of the task's trivial baseline).
-Writes config.json, results.csv, summary.json and success_vs_length.png.  Every
+For every task, cell and length T, trains --seeds seeds through
+:func:`rnnlab.sweep.run_sweep` (--strategy: one vmapped program by default, a loop, one
+process per core, or ``auto``, which measures) and counts a seed as successful when its
+final test loss is below the threshold (--success-threshold, or --success-fraction of the
+task's trivial baseline).
+Writes config.json, results.csv, summary.json and success_vs_length.png, and under
+``sweep/`` one resumable sweep folder per (task, cell, T): a killed run keeps every
+finished configuration, and rerunning with the same --out trains only the rest.  Every
 configuration is validated before anything runs; a finished run is reported and left
 untouched.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -22,12 +24,17 @@ from rnnlab import cells as registry
 from rnnlab import cli, io, runtime
 from rnnlab.plots.training import plot_success_vs_length
 from rnnlab.progress import Progress
-from rnnlab.train import TrainConfig, make_train, train_seeds
+from rnnlab.sweep import STRATEGIES, TrainerBuilder, config_id, run_sweep, steps_to_threshold
+from rnnlab.train import TrainConfig, make_train
 from rnnlab.train.config import parse_option, task_name
-from rnnlab.train.divergence import explosion_step
 from rnnlab.train.runner import check_memory
 
 DEFAULT_LENGTHS = {"adding": [10, 30, 100], "copying": [5, 10, 20]}
+#: ``--quick``: a smoke run in seconds (flags given explicitly win).
+QUICK = {
+    "tasks": ["adding"], "cells": ["rnn", "lstm"], "lengths": [5, 10], "seeds": 2,
+    "steps": 20, "chunk_steps": 10, "hidden_size": 8, "batch_size": 8,
+}  # fmt: skip
 
 
 def main(argv=None) -> None:
@@ -54,7 +61,17 @@ def main(argv=None) -> None:
     parser.add_argument("--clip-norm", type=float, default=1.0)
     parser.add_argument("--success-fraction", type=float, default=0.1)
     parser.add_argument("--success-threshold", type=float, default=None)
-    arguments = parser.parse_args(argv)
+    parser.add_argument(
+        "--strategy", default="vmap", choices=STRATEGIES,
+        help="how each (task, cell, T)'s seeds run (rnnlab.sweep.run_sweep): one vmapped "
+        "program (the default), a loop, one process per core, or auto (measured)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')}" for k in QUICK)
+        + "; flags you give explicitly win",
+    )  # fmt: skip
+    arguments = cli.parse_with_preset(parser, argv, QUICK)
     cell_options = {cell: {} for cell in arguments.cells}
     for cell in arguments.cells:
         try:
@@ -103,6 +120,8 @@ def main(argv=None) -> None:
             arguments.out,
             "long_range",
             {**vars(arguments), "cell_options": cell_options},
+            may_change=("strategy",),
+            work=("sweep",),
             argument="--out",
         )
     if folder.finished:
@@ -111,51 +130,64 @@ def main(argv=None) -> None:
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     with cli.usage_errors(plain=False), folder.lock():
         folder.start()
-        run_plan(arguments, plan, trainers)
+        arguments.out = folder.path
+        run_plan(arguments, plan, trainers, base)
         folder.finish()
 
 
-def run_plan(arguments, plan, trainers) -> None:
-    """Trains every (task, cell, T) of ``plan`` and writes the results."""
-    rows, start = [], time.perf_counter()
+def train_group(arguments, base: dict, trainer, key) -> dict:
+    """One results row: the seeds of one (task, cell, T), run (or resumed) by
+    :func:`rnnlab.sweep.run_sweep` in ``--out/sweep/TASK-CELL-T{T}``."""
+    task, cell, length = key
+    config = trainer.config
+    baseline = trainer.task.baseline_loss
+    threshold = arguments.success_threshold or arguments.success_fraction * baseline
+    static = {"task": task, "cell": cell, "length": length}
+    if config.cell_options:
+        static["cell_options"] = dict(config.cell_options)
+    configs = [{**static, "seed": seed} for seed in range(arguments.seeds)]
+    configs = [{"id": config_id(c, context=base), **c} for c in configs]
+    out = arguments.out / "sweep" / f"{task}-{cell}-T{length}"
+    result = run_sweep(
+        configs, TrainerBuilder(base), out=out, strategy=arguments.strategy, threshold=threshold,
+        baseline=baseline, progress=False,
+        divergence=(config.divergence_loss_factor, config.divergence_patience),
+    )  # fmt: skip
+    # The engine's final test scores (of the selected params) are in the stored histories.
+    curves = {curve["id"]: curve for curve in io.read_jsonl(out / "curves.jsonl")}
+    histories = [curves[c["id"]] for c in configs]
+    diverged = np.array([row["diverged"] for row in result.rows])
+    losses = np.where(diverged, np.inf, [h["final_test_loss"] for h in histories])
+    first = [steps_to_threshold(h, threshold) for h in histories]
+    sessions = result.summary.get("sessions", [result.summary])
+    return {
+        "task": task,
+        "cell": cell,
+        "length": length,
+        "success_rate": float(np.mean(losses < threshold)),
+        "final_test_losses": losses.tolist(),
+        "first_success_steps": [-1 if step is None else step for step in first],
+        "final_test_metrics": [float(h["final_test_metric"]) for h in histories],
+        "baseline_loss": baseline,
+        "success_threshold": threshold,
+        "diverged": int(diverged.sum()),
+        "wall_time_s": sum(s["wall_seconds"] for s in sessions if s["run"]),
+        "resumed": result.summary["resumed"],
+    }
+
+
+def run_plan(arguments, plan, trainers, base: dict) -> None:
+    """Trains (or resumes) every (task, cell, T) of ``plan`` and writes the results."""
+    rows = []
     with Progress(len(plan), "long_range", unit="config") as bar:
-        for task, cell, length in plan:
-            config = trainers[task, cell, length].config
-            baseline = trainers[task, cell, length].task.baseline_loss
-            threshold = arguments.success_threshold or arguments.success_fraction * baseline
-            run_start = time.perf_counter()
-            history = train_seeds(config, arguments.seeds)
-            exploded = [
-                explosion_step(steps, losses, baseline, config.divergence_loss_factor,
-                               config.divergence_patience) is not None
-                for steps, losses in zip(history["step"], history["train_loss"], strict=True)
-            ]  # fmt: skip
-            history["diverged"] = history["diverged"] | np.array(exploded)
-            losses = np.where(history["diverged"], np.inf, history["final_test_loss"])
-            below = history["test_loss"] < threshold  # [seeds, chunks]
-            at_first = history["step"][np.arange(len(below)), below.argmax(axis=1)]
-            first = np.where(below.any(axis=1), at_first, -1)
-            rows.append(
-                {
-                    "task": task,
-                    "cell": cell,
-                    "length": length,
-                    "success_rate": float(np.mean(losses < threshold)),
-                    "final_test_losses": losses.tolist(),
-                    "first_success_steps": first.tolist(),
-                    "final_test_metrics": history["final_test_metric"].tolist(),
-                    "baseline_loss": baseline,
-                    "success_threshold": threshold,
-                    "diverged": int(history["diverged"].sum()),
-                    "wall_time_s": time.perf_counter() - run_start,
-                }
-            )
-            bar.update(1, task=task, cell=cell, T=length, success=rows[-1]["success_rate"])
-    io.write_csv(f"{arguments.out}/results.csv", rows)
-    plot_success_vs_length(rows, f"{arguments.out}/success_vs_length.png")
-    io.write_json(
-        f"{arguments.out}/summary.json", {"rows": rows, "wall_time_s": time.perf_counter() - start}
-    )
+        for key in plan:
+            rows.append(train_group(arguments, base, trainers[key], key))
+            bar.update(1, task=key[0], cell=key[1], T=key[2], success=rows[-1]["success_rate"])
+    resumed = [row.pop("resumed") for row in rows]
+    io.write_csv(arguments.out / "results.csv", rows)
+    plot_success_vs_length(rows, arguments.out / "success_vs_length.png")
+    wall_time = sum(row["wall_time_s"] for row in rows)
+    io.write_json(arguments.out / "summary.json", {"rows": rows, "wall_time_s": wall_time})
     for row in rows:
         print(
             f"{row['task']:>8} {row['cell']:>5} T={row['length']:<4} success "
@@ -164,6 +196,8 @@ def run_plan(arguments, plan, trainers) -> None:
             f"{row['first_success_steps']} (baseline {row['baseline_loss']:.4g}, threshold "
             f"{row['success_threshold']:.4g})  {row['wall_time_s']:.0f}s"
         )
+    if any(resumed):
+        print(f"resumed {sum(resumed)} finished configurations from {arguments.out}/sweep/")
     print(f"wrote {arguments.out}/{{config.json,results.csv,summary.json,success_vs_length.png}}")
 
 

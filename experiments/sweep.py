@@ -37,13 +37,12 @@ from rnnlab.sweep import (
     compare_strategies,
     configurations,
     group_configs,
-    importance,
     parse_seeds,
     parse_spec,
     product,
     run_sweep,
 )
-from rnnlab.sweep.analysis import select, varying
+from rnnlab.sweep.analysis import findings, panel_name, select
 from rnnlab.sweep.engine import TrainerBuilder
 from rnnlab.sweep.run import check_configs
 from rnnlab.train import make_train
@@ -204,53 +203,6 @@ def second_axis(args, cell):
     return next(iter(args.cell_axes.get(cell, ())), "seed")
 
 
-def panel_name(cell, length):
-    return f"{cell} T={length}"
-
-
-def findings(rows, args):
-    """Importance per cell at the main T, and where each (cell, T) trains or explodes.
-
-    Per (cell, T): ``trained`` = reached ``--threshold`` x baseline without
-    diverging; ``learned`` = final loss below half the baseline (the constant
-    predictor's MSE); ``blew_up`` = final loss above twice the baseline, or
-    diverged (far worse than predicting the mean: with clipping, explosions
-    show up here rather than as NaN).
-    """
-    out = {"importance": {}, "regions": {}}
-    for cell in dict.fromkeys(r["cell"] for r in rows):
-        main = select(rows, cell=cell, length=args.length)
-        params = ["learning_rate", second_axis(args, cell), "seed"]
-        if len(main) > 1:
-            out["importance"][cell] = importance(main, varying(main, params), METRIC)
-        for length in sorted({r["length"] for r in select(rows, cell=cell)}):
-            group = select(rows, cell=cell, length=length)
-            trained = [
-                r for r in group if r["steps_to_threshold"] is not None and not r["diverged"]
-            ]
-            best = min(group, key=lambda r: r[METRIC] if r[METRIC] == r[METRIC] else float("inf"))
-            out["regions"][panel_name(cell, length)] = {
-                "runs": len(group),
-                "trained_fraction": len(trained) / len(group),
-                "diverged_fraction": sum(r["diverged"] for r in group) / len(group),
-                "learned_fraction": sum(r[METRIC] < 0.5 * r["baseline"] for r in group)
-                / len(group),
-                "blew_up_fraction": sum(
-                    r["diverged"] or not r[METRIC] <= 2 * r["baseline"] for r in group
-                )
-                / len(group),
-                "trained_learning_rates": sorted({r["learning_rate"] for r in trained}),
-                "diverged_learning_rates": sorted(
-                    {r["learning_rate"] for r in group if r["diverged"]}
-                ),
-                "best": {
-                    k: best.get(k)
-                    for k in ("learning_rate", second_axis(args, cell), "seed", METRIC)
-                },
-            }
-    return out
-
-
 def flags(args) -> dict[str, str]:
     """The flag of each configuration key, for error messages."""
     names = {
@@ -334,7 +286,9 @@ def run_and_report(args, folder, builder, base, configs):
         threshold=threshold,
     )
     rows = [{**row, "baseline": row["threshold"] / args.threshold} for row in result.rows]
-    report = {"sweep": result.summary, **findings(rows, args)}
+    second_axes = {cell: second_axis(args, cell) for cell in args.cell_axes}
+    found = findings(rows, main_length=args.length, second_axes=second_axes, metric=METRIC)
+    report = {"sweep": result.summary, **found}
     if args.compare_strategies:
         first = select(configs, cell=configs[0]["cell"], length=configs[0]["length"])
         report["strategies"] = compare_strategies(first, builder, repeats=args.compare_strategies)
@@ -352,6 +306,7 @@ def run_and_report(args, folder, builder, base, configs):
         METRIC,
         args.out / "heatmaps.png",
         title=f"adding problem: final test MSE (baseline {builder.baseline_loss(configs[0]):.3g})",
+        reference=builder.baseline_loss(configs[0]),
     )
     main_panels = {
         name: rows_ for name, rows_ in panels.items() if name.endswith(f"T={args.length}")

@@ -15,6 +15,9 @@ without batch dimensions, and honours the options of :func:`rnnlab.unroll`
   ``||dL/dh_k|| <= eta^(T-k) ||dL/dh_T||`` of Pascanu, Mikolov & Bengio 2013.
 - :func:`gradient_statistics`: global norm, clipping flag and per-parameter norms
   of a gradient, for use inside a jitted training step.
+- :func:`decay_ratio`, :func:`normalized_curves`, :func:`band_stats` and
+  :func:`carry_leaf_names`: summaries of many measured curves (ratios, curves anchored
+  at their last step, median and percentile bands, the name of each carry leaf).
 
 The output is part of a cell's contract: ``y_t = cell.output(params, carry_t, x_t)``
 (the carry itself by default).  The diagnostics differentiate through it, so the
@@ -44,7 +47,9 @@ from rnnlab.unrolling import unroll
 __all__ = [
     "OUTPUT_MISMATCH_TOLERANCE",
     "RecurrentSpectrum",
+    "band_stats",
     "carry_grad_norms",
+    "carry_leaf_names",
     "decay_ratio",
     "gradient_statistics",
     "jacobian_norms",
@@ -655,3 +660,36 @@ def normalized_curves(norms) -> np.ndarray:
         out = norms / np.take_along_axis(norms, last[..., None], axis=-1)
     out[np.arange(norms.shape[-1]) > last[..., None]] = np.nan
     return out
+
+
+def band_stats(
+    samples, band: tuple[float, float] = (10, 90), axis: int = 0
+) -> dict[str, np.ndarray]:
+    """Median, the ``band`` percentiles and the geometric mean of ``samples`` over ``axis``.
+
+    For quantities read on a log scale (gradient norms, decay ratios): the geometric
+    mean is ``exp(mean(log x))`` (0 if a sample is 0, NaN for a negative one).
+
+    Returns:
+      ``{"median", "low", "high", "geomean"}``, each ``samples`` without ``axis``.
+    """
+    samples = np.asarray(samples)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log = np.log(samples)
+    return {
+        "median": np.median(samples, axis=axis),
+        "low": np.percentile(samples, band[0], axis=axis),
+        "high": np.percentile(samples, band[1], axis=axis),
+        "geomean": np.exp(np.mean(log, axis=axis)),
+    }
+
+
+def carry_leaf_names(cell: Cell) -> list[str]:
+    """A name per carry leaf, in :func:`carry_grad_norms`' leaf order: NamedTuple fields
+    (``["h", "c"]`` for the LSTM), key paths (``"0"``, ``"1/h"``), or ``["h"]`` for a
+    carry that is one array."""
+    carry = jax.eval_shape(cell.initial_carry, ())
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(carry)[0]]
+    if len(paths) == 1 and not paths[0]:
+        return ["h"]
+    return [_path_name(path) for path in paths]

@@ -536,3 +536,36 @@ def test_lru_complex_state_norms_match_closed_form():
     distance = np.arange(6, -1, -1)[:, None]
     want = np.sqrt(np.sum(modulus[None, :] ** (2 * distance) * g2[None, :], axis=-1))
     np.testing.assert_allclose(norms, want, rtol=1e-5)
+
+
+def test_curve_summaries_of_geometric_curves():
+    """Oracle: curves r^(T-1-t) in closed form, their per-step rate fitted by numpy polyfit
+    on log norms, and the closed-form median, linear-interpolation percentiles and
+    geometric mean of three such curves."""
+    length, rates = 12, np.array([0.5, 0.9, 1.3])
+    t = np.arange(length)
+    curves = rates[:, None] ** (length - 1 - t)  # [3, T], 1 at the last step
+    fitted = np.array([np.exp(-np.polyfit(t, np.log(curve), 1)[0]) for curve in curves])
+    np.testing.assert_allclose(fitted, rates, rtol=1e-10)
+    np.testing.assert_allclose(diagnostics.decay_ratio(curves), fitted ** (length - 1), rtol=1e-9)
+    # A leaf the loss cannot see at T ends in an exact 0: anchored at its step T - 1.
+    hidden_last = np.concatenate([curves, np.zeros((3, 1))], axis=1)
+    np.testing.assert_allclose(diagnostics.decay_ratio(hidden_last), rates ** (length - 1))
+    normalized = diagnostics.normalized_curves(hidden_last)
+    np.testing.assert_allclose(normalized[:, :length], curves)
+    assert np.isnan(normalized[:, length]).all()
+
+    stats = diagnostics.band_stats(curves, band=(10, 90), axis=0)
+    powers = length - 1 - t
+    low, middle, high = (r**powers for r in (0.5, 0.9, 1.3))  # sorted at every t
+    np.testing.assert_allclose(stats["median"], middle)
+    np.testing.assert_allclose(stats["low"], low + 0.2 * (middle - low))  # rank 0.2 of 0..2
+    np.testing.assert_allclose(stats["high"], middle + 0.8 * (high - middle))
+    np.testing.assert_allclose(stats["geomean"], np.prod(rates) ** (powers / 3))
+
+
+def test_carry_leaf_names_follow_the_carry_structure():
+    """Oracle: the carries' declared structure (LSTM fields h, c; coRNN y, z; one array)."""
+    assert diagnostics.carry_leaf_names(rnnlab.lstm(3)) == ["h", "c"]
+    assert diagnostics.carry_leaf_names(rnnlab.rnn(3)) == ["h"]
+    assert diagnostics.carry_leaf_names(rnnlab.cells.make("cornn", 3)) == ["y", "z"]

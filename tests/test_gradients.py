@@ -876,9 +876,9 @@ def test_compare_gradients_rows(x64):
     [
         ("bpt", "did you mean 'bptt'"),
         ("tbptt", "needs its truncation"),
-        ("tbptt:0", "k1 must be a positive int"),
-        ("tbptt:4:0", "k2 must be a positive int"),
-        ("tbptt:-3", "k1 must be a positive int"),
+        ("tbptt:0", "k1 must be an int >= 1"),
+        ("tbptt:4:0", "k2 must be an int >= 1"),
+        ("tbptt:-3", "k1 must be an int >= 1"),
         ("tbptt:ten", "k1 must be an integer"),
         ("tbptt:8:4", "k2 >= k1"),
         ("tbptt:1:2:3", "needs its truncation"),

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab.io import read_jsonl
-from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals
+from rnnlab.plots.sweep import plot_heatmaps, plot_importance, plot_marginals, value_labels
 from rnnlab.sweep import (
     heatmap_table,
     importance,
@@ -18,7 +18,7 @@ from rnnlab.sweep import (
     metric_values,
     steps_to_threshold,
 )
-from rnnlab.sweep.analysis import levels
+from rnnlab.sweep.analysis import findings, levels
 from rnnlab.sweep.results import append_rows, load_rows, write_results
 
 
@@ -135,8 +135,54 @@ def test_plots_write_pngs(tmp_path):
     rows = additive_rows([0.0, 1.0, 2.0], [0.0, -1.0])
     rows[0]["diverged"] = True
     panels = {"A": rows, "B": rows}
-    plot_heatmaps(panels, "a", "b", "loss", tmp_path / "heat.png", title="t")
+    plot_heatmaps(panels, "a", "b", "loss", tmp_path / "heat.png", title="t", reference=1.0)
     plot_marginals(panels, ["a", "b"], "loss", tmp_path / "marg.png")
     plot_importance({"A": importance(rows, ["a", "b"], "loss")}, tmp_path / "imp.png")
     for name in ("heat", "marg", "imp"):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_value_labels_tell_cells_apart_from_each_other_and_the_baseline():
+    """Oracle: hand-written labels; the one-digit labels of before all read "0.2"."""
+    near = [0.168, 0.169, 0.17, 0.171, 0.172, 0.168]
+    assert value_labels(near, reference=0.167) == [
+        "0.168", "0.169", "0.17", "0.171", "0.172", "0.168"
+    ]  # fmt: skip
+    # Two digits already separate these and the baseline; the fewest are used.
+    assert value_labels([0.5, 0.25, 12.0], reference=0.167) == ["0.5", "0.25", "12"]
+    # Distinct values, one of which would read like the baseline at two digits.
+    assert value_labels([0.5, 0.1672], reference=0.167) == ["0.5", "0.1672"]
+    # The cap: values equal to four digits share a label; non-finite values are str.
+    assert value_labels([1.00001, 1.00002, float("nan")]) == ["1", "1", "nan"]
+
+
+def test_findings_counts_regions_of_hand_made_rows():
+    """Oracle: fractions counted by hand over five hand-made rows (no training)."""
+
+    def row(cell, length, rate, seed, loss, steps, diverged, bias=0.0):
+        return {"cell": cell, "length": length, "learning_rate": rate, "seed": seed,
+                "forget_bias": bias, "loss": loss, "steps_to_threshold": steps,
+                "diverged": diverged, "baseline": 1.0}  # fmt: skip
+
+    main = [
+        row("lstm", 50, 0.1, 0, 0.05, 10, False),  # trained, learned
+        row("lstm", 50, 0.1, 1, 0.4, None, False, bias=1.0),  # learned only
+        row("lstm", 50, 1.0, 0, float("nan"), None, True),  # diverged, blew up
+        row("lstm", 50, 1.0, 1, 3.0, 5, True, bias=1.0),  # hit the threshold, then diverged
+    ]
+    rows = [*main, row("lstm", 100, 0.1, 0, 1.5, None, False), row("rnn", 50, 0.1, 0, 2.5, 1, 0)]
+    out = findings(rows, main_length=50, second_axes={"lstm": "forget_bias"}, metric="loss")
+    assert out["regions"]["lstm T=50"] == {
+        "runs": 4, "trained_fraction": 0.25, "diverged_fraction": 0.5,
+        "learned_fraction": 0.5, "blew_up_fraction": 0.5,
+        "trained_learning_rates": [0.1], "diverged_learning_rates": [1.0],
+        "best": {"learning_rate": 0.1, "forget_bias": 0.0, "seed": 0, "loss": 0.05},
+    }  # fmt: skip
+    longer = out["regions"]["lstm T=100"]
+    assert (longer["runs"], longer["learned_fraction"], longer["blew_up_fraction"]) == (1, 0, 0)
+    assert out["regions"]["rnn T=50"]["blew_up_fraction"] == 1.0  # 2.5 > 2 x baseline
+    assert out["regions"]["rnn T=50"]["best"] == {"learning_rate": 0.1, "seed": 0, "loss": 2.5}
+    # Importance ranks the varying axes at the main T only; one rnn row ranks nothing.
+    assert out["importance"] == {
+        "lstm": importance(main, ["learning_rate", "forget_bias", "seed"], "loss")
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import chex
@@ -233,3 +234,24 @@ def test_stacked_layers_and_text_generation():
         20,
     )
     assert len(text) == 20 and set(text) <= set(vocabulary)
+
+
+def test_train_grid_matches_a_single_run_and_its_initial_params():
+    """Oracle: one (configuration, key) of the grid run alone with ``trainer.train`` and
+    ``trainer.init``, unvmapped; names the trainer does not trace are refused."""
+    from rnnlab.train import train_grid
+
+    trainer = make_train(TrainConfig(task="adding", length=5, hidden_size=4, steps=4,
+                                     chunk_steps=2, batch_size=4, eval_batch_size=8))  # fmt: skip
+    keys = jax.random.split(jax.random.key(3), 2)
+    rates = [1e-2, 1e-1]
+    start, params, history = train_grid(trainer, keys, {"learning_rate": rates})
+    assert history["test_loss"].shape == (2, 2, 2)
+    hparams = {**trainer.default_hparams(), "learning_rate": jnp.float32(rates[1])}
+    state, alone = jax.jit(trainer.train)(keys[0], hparams)
+    np.testing.assert_allclose(history["test_loss"][1, 0], alone["test_loss"], rtol=1e-5)
+    at = functools.partial(jax.tree.map, lambda a: a[1, 0])
+    chex.assert_trees_all_close(at(params), state.params, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(at(start), trainer.init(keys[0], hparams).params)
+    with pytest.raises(ValueError, match="hparams .*'bogus'"):
+        train_grid(trainer, keys, {"bogus": [1.0]})

@@ -273,7 +273,7 @@ def test_smart_tanh_init_is_sparse_with_spectral_radius_095():
     ("changes", "message"),
     [
         ({"gradient": "bpt"}, r"gradient='bpt': unknown gradient estimator 'bpt' \(did you mean"),
-        ({"gradient": "tbptt:0"}, r"gradient='tbptt:0': tbptt truncation k1 must be a positive"),
+        ({"gradient": "tbptt:0"}, r"gradient='tbptt:0': tbptt truncation k1 must be an int >= 1"),
         ({"gradient": "tbptt:50", "length": 20}, "k1=50 exceeds the chunk length T=20"),
         ({"gradient": "tbptt:50"}, "gradient='tbptt:50': .*k1=50 exceeds the chunk length T=12"),
         (

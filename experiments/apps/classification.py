@@ -32,6 +32,7 @@ from rnnlab.tasks.classification import logistic_regression_baseline
 from rnnlab.train import TrainConfig
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     experiment_record,
     parse_arguments,
     print_report,
@@ -103,16 +104,7 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     out = Path(arguments.out)
     # The mnist1d README's GRU: bidirectional, 6 units, all steps flattened, no clipping.
-    mnist = TrainConfig(
-        task="mnist1d",
-        hidden_size=arguments.hidden_size,
-        sequence_readout="flatten",
-        batch_size=arguments.batch_size,
-        steps=arguments.steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=None,
-    )
+    mnist = base_config(arguments, "mnist1d", sequence_readout="flatten", clip_norm=None)
     motions = TrainConfig(
         task="basic_motions",
         hidden_size=arguments.motion_hidden_size,

@@ -33,6 +33,7 @@ from rnnlab.tasks import generate
 from rnnlab.train import TrainConfig, restore_state, run
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     experiment_record,
     parse_arguments,
     print_report,
@@ -122,17 +123,7 @@ def main(argv=None) -> dict | None:
         # TODO(tbptt): once TrainConfig takes gradient="tbptt:K" (stateful truncated BPTT,
         # the carry passed across consecutive windows), train with gradient="tbptt:100"
         # here; until then each window starts from a zero carry (plain chunks).
-        configs[cell] = TrainConfig(
-            task="shakespeare",
-            length=arguments.length,
-            cell=cell,
-            hidden_size=arguments.hidden_size,
-            batch_size=arguments.batch_size,
-            steps=arguments.steps,
-            chunk_steps=arguments.chunk_steps,
-            learning_rate=arguments.learning_rate,
-            clip_norm=1.0,
-        )
+        configs[cell] = base_config(arguments, "shakespeare", length=arguments.length, cell=cell)
         outcome = run(configs[cell], out / cell, show_progress=True)
         results[cell] = result_from_run(cell, outcome, out / cell)
     task = next(iter(results.values())).trainer.task

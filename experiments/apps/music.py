@@ -35,9 +35,10 @@ import numpy as np
 from rnnlab import runtime
 from rnnlab.plots.apps import plot_piano_roll
 from rnnlab.tasks import chorales
-from rnnlab.train import TrainConfig, make_train
+from rnnlab.train import make_train
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     experiment_record,
     parse_arguments,
     print_report,
@@ -71,15 +72,8 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(parser, argv)
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start = time.perf_counter()
-    base = TrainConfig(
-        task="bach_chorales",
-        length=arguments.length,
-        batch_size=arguments.batch_size,
-        steps=arguments.steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=1.0,
-    )
+    # The hidden size of each cell is matched to --parameters below.
+    base = base_config(arguments, "bach_chorales", length=arguments.length)
     task = make_train(base).task
     configs = {}
     for cell in arguments.cells:

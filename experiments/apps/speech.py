@@ -24,9 +24,9 @@ import time
 
 from rnnlab import runtime
 from rnnlab.tasks.classification import logistic_regression_baseline
-from rnnlab.train import TrainConfig
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     experiment_record,
     parse_arguments,
     print_report,
@@ -45,15 +45,7 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(parser, argv)
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start = time.perf_counter()
-    base = TrainConfig(
-        task="japanese_vowels",
-        hidden_size=arguments.hidden_size,
-        batch_size=arguments.batch_size,
-        steps=arguments.steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=1.0,
-    )
+    base = base_config(arguments, "japanese_vowels")
     configs = {}
     for cell in arguments.cells:
         configs[cell] = base.replace(cell=cell)

@@ -37,9 +37,9 @@ from rnnlab import io, runtime
 from rnnlab.plots import figure, save
 from rnnlab.plots.apps import plot_anomaly, plot_comparison, plot_curves, plot_forecasts
 from rnnlab.tasks import anomaly, forecasting
-from rnnlab.train import TrainConfig
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     csv_row,
     experiment_record,
     history_rows,
@@ -66,17 +66,10 @@ def predictions(result, batch) -> np.ndarray:
 
 
 def sunspots(arguments, out: Path) -> dict:
-    base = TrainConfig(
-        task="sunspots",
-        length=arguments.length,
+    base = base_config(
+        arguments, "sunspots", length=arguments.length,
         task_options={"horizon": arguments.horizon, "validation_fraction": 0.15},
-        hidden_size=arguments.hidden_size,
-        batch_size=arguments.batch_size,
-        steps=arguments.steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=1.0,
-    )
+    )  # fmt: skip
     configs = {cell: base.replace(cell=cell) for cell in arguments.cells}
     results = train_models(
         configs, arguments.seeds, label="sunspots", compiler_options=arguments.compiler_options
@@ -176,17 +169,10 @@ def _plot_sunspots(task, best, mean, bands, statistical, per_horizon, out: Path)
 
 
 def ecg(arguments, out: Path) -> dict:
-    base = TrainConfig(
-        task="ecg_anomaly",
-        length=arguments.ecg_length,
+    base = base_config(
+        arguments, "ecg_anomaly", length=arguments.ecg_length, steps=arguments.ecg_steps,
         task_options={"horizon": arguments.ecg_horizon},
-        hidden_size=arguments.hidden_size,
-        batch_size=arguments.batch_size,
-        steps=arguments.ecg_steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=1.0,
-    )
+    )  # fmt: skip
     configs = {cell: base.replace(cell=cell) for cell in arguments.cells}
     results = train_models(
         configs, arguments.seeds, label="ecg", compiler_options=arguments.compiler_options

@@ -34,9 +34,9 @@ import numpy as np
 from rnnlab import runtime
 from rnnlab.plots.apps import plot_attention, plot_by_length
 from rnnlab.tasks import translation
-from rnnlab.train import TrainConfig
 from rnnlab.train.compare import (
     add_arguments,
+    base_config,
     contrast,
     experiment_record,
     parse_arguments,
@@ -108,17 +108,10 @@ def main(argv=None) -> dict:
     arguments = parse_arguments(parser, argv)
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start = time.perf_counter()
-    base = TrainConfig(
-        task="translation",
+    base = base_config(
+        arguments, "translation", model="encoder_decoder",
         task_options={"max_digits": arguments.max_digits},
-        model="encoder_decoder",
-        hidden_size=arguments.hidden_size,
-        batch_size=arguments.batch_size,
-        steps=arguments.steps,
-        chunk_steps=arguments.chunk_steps,
-        learning_rate=arguments.learning_rate,
-        clip_norm=1.0,
-    )
+    )  # fmt: skip
     configs = {cell: base.replace(cell=cell) for cell in arguments.cells}
     for cell in arguments.cells[-1:]:  # the last cell also without attention (GRU by default)
         configs[cell + FIXED] = base.replace(cell=cell, attention=False)

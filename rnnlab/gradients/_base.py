@@ -27,7 +27,6 @@ The contract every estimator follows:
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -100,19 +99,6 @@ class Estimator(NamedTuple):
 # --------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------
-
-
-def positive_int(value, argument: str) -> int:
-    """A Python or NumPy integer >= 1 (not a bool); sizes fix shapes, so no tracers."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < 1:
-        raise ValueError(f"{argument} must be a positive int, got {value!r}")
-    return number
 
 
 def check_params(params) -> None:

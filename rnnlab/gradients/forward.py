@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from rnnlab import _checks
 from rnnlab.cells import Cell
 from rnnlab.gradients import _base
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState, StepLoss
@@ -202,7 +203,7 @@ def rtrl(
       ValueError (at ``init``): when ``S x P`` exceeds ``max_sensitivity_size``; it
         names both and suggests ``snap1`` or ``uoro``.
     """
-    limit = _base.positive_int(max_sensitivity_size, "max_sensitivity_size")
+    limit = _checks.positive_int("max_sensitivity_size", max_sensitivity_size)
 
     def init(cell_params, carry):
         size, count = sensitivity_size(cell_params, carry)

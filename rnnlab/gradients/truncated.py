@@ -21,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from rnnlab import _checks
 from rnnlab.cells import Cell
 from rnnlab.gradients import _base
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState, StepLoss
@@ -113,8 +114,8 @@ class TruncationTrace(NamedTuple):
 def check_truncation(k1: int, k2: int, steps: int | None = None) -> None:
     """Raises ValueError naming ``k1``/``k2`` for lengths <= 0, ``k2 < k1``, or (given the
     chunk length ``steps``) ``k1 > steps`` or ``steps`` not a multiple of ``k1``."""
-    k1 = _base.positive_int(k1, "tbptt truncation k1")
-    k2 = _base.positive_int(k2, "tbptt truncation k2")
+    k1 = _checks.positive_int("tbptt truncation k1", k1)
+    k2 = _checks.positive_int("tbptt truncation k2", k2)
     if k2 < k1:
         raise ValueError(
             f"tbptt needs k2 >= k1 (every k1 steps, backpropagate k2 steps), got k1={k1}, "

@@ -4,6 +4,8 @@
   panel per cell family, median over seeds and inputs with a percentile band, and the
   Pascanu et al. 2013 bound where it applies.
 - :func:`decay_figure`: the decay ratio ``||dL/dh_1|| / ||dL/dh_T||`` against ``T``.
+- :func:`panel_curves` and :func:`decay_series`: those figures' series from measured
+  per-sample curves (:func:`rnnlab.diagnostics.carry_grad_norms`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import NamedTuple
 import numpy as np
 from matplotlib import colormaps
 
+from rnnlab import diagnostics
 from rnnlab.plots import figure
 
-__all__ = ["Curve", "DecaySeries", "curves_figure", "decay_figure"]
+__all__ = ["Curve", "DecaySeries", "curves_figure", "decay_figure", "decay_series", "panel_curves"]
 
 
 class Curve(NamedTuple):
@@ -55,6 +58,66 @@ class DecaySeries(NamedTuple):
     low: np.ndarray
     high: np.ndarray
     dashed: bool = False
+
+
+def panel_curves(
+    labels: Sequence[str],
+    leaves: Mapping[str, np.ndarray],
+    eta: np.ndarray | None = None,
+    band: tuple[float, float] = (10, 90),
+) -> list[Curve]:
+    """One normalized curve per configuration and carry leaf, configurations outermost.
+
+    Args:
+      labels: ``[C]`` legend entries of the configurations.
+      leaves: ``{leaf: [C, N, T]}`` per-sample ``||dL/dcarry_t||``; with several leaves
+        the first is dashed and each label names its leaf (``"rho = 0.9 (c)"``).
+      eta: ``[C, S]`` Pascanu ``eta`` per sample (an Elman RNN), whose median gives the
+        bound; ``None`` for none.
+      band: the percentiles of the band.
+    """
+    curves = []
+    for c, name in enumerate(labels):
+        for index, (leaf, samples) in enumerate(leaves.items()):
+            stats = diagnostics.band_stats(diagnostics.normalized_curves(samples[c]), band)
+            bound = None
+            if eta is not None:
+                steps = samples.shape[-1]
+                bound = np.asarray(diagnostics.pascanu_bound(np.median(eta[c]), steps))
+            label = name + (f" ({leaf})" if len(leaves) > 1 else "")
+            dashed = index == 0 and len(leaves) > 1
+            curves.append(Curve(label, stats["median"], stats["low"], stats["high"], bound, dashed))
+    return curves
+
+
+def decay_series(
+    labels: Sequence[str],
+    lengths: Sequence[int],
+    leaves_by_length: Sequence[Mapping[str, np.ndarray]],
+    band: tuple[float, float] = (10, 90),
+) -> list[DecaySeries]:
+    """The decay ratio (:func:`rnnlab.diagnostics.decay_ratio`) against ``T``, one series per
+    configuration and carry leaf, configurations outermost.
+
+    Args:
+      labels: ``[C]`` legend entries of the configurations.
+      lengths: ``[L]`` sequence lengths.
+      leaves_by_length: per length, ``{leaf: [C, N, T]}`` per-sample curves.
+      band: the percentiles of the band.
+    """
+    series = []
+    leaves = list(leaves_by_length[0])
+    for c, name in enumerate(labels):
+        for index, leaf in enumerate(leaves):
+            stats = [
+                diagnostics.band_stats(diagnostics.decay_ratio(by_length[leaf][c]), band)
+                for by_length in leaves_by_length
+            ]
+            label = name + (f" ({leaf})" if len(leaves) > 1 else "")
+            median, low, high = (np.array([s[k] for s in stats]) for k in ("median", "low", "high"))
+            dashed = len(leaves) > 1 and index == 0
+            series.append(DecaySeries(label, np.array(lengths), median, low, high, dashed))
+    return series
 
 
 def _colors(count: int, family_index: int):

@@ -10,10 +10,39 @@ from matplotlib.ticker import NullFormatter
 from rnnlab.plots import figure, save
 from rnnlab.sweep.analysis import heatmap_table, marginal
 
-__all__ = ["plot_heatmaps", "plot_importance", "plot_marginals"]
+__all__ = ["plot_heatmaps", "plot_importance", "plot_marginals", "value_labels"]
 
 #: Cells where at least this fraction of runs diverged get hatched and an "x".
 DIVERGED_MARK = 0.5
+
+
+def value_labels(
+    values: Sequence[float],
+    *,
+    reference: float | None = None,
+    min_digits: int = 2,
+    max_digits: int = 4,
+) -> list[str]:
+    """Labels of ``values`` with the fewest significant digits that tell them apart.
+
+    The digits grow from ``min_digits`` until distinct values get distinct labels and
+    none reads like ``reference`` (a baseline the values are compared with), up to
+    ``max_digits`` (cells stay legible; values equal to that many digits share a label).
+    With one digit, 0.168 to 0.172 all read "0.2", as does a baseline of 0.167; here
+    they read "0.168" to "0.172" (the baseline "0.167").  Non-finite values are ``str``.
+    """
+    finite = sorted({float(v) for v in values if np.isfinite(v)})
+    reference = None if reference is None or not np.isfinite(reference) else float(reference)
+    digits = min_digits
+    while digits < max_digits:
+        labels = {f"{v:.{digits}g}" for v in finite}
+        clash = reference is not None and any(
+            v != reference and f"{v:.{digits}g}" == f"{reference:.{digits}g}" for v in finite
+        )
+        if len(labels) == len(finite) and not clash:
+            break
+        digits += 1
+    return [f"{v:.{digits}g}" if np.isfinite(v) else str(v) for v in values]
 
 
 def _label(value) -> str:
@@ -29,11 +58,13 @@ def plot_heatmaps(
     *,
     bins: int = 16,
     title: str = "",
+    reference: float | None = None,
 ) -> None:
     """One heatmap per panel of the median ``log10(metric)`` over (``x``, ``y``).
 
     Other parameters (seeds) are pooled by the median, which is printed in each
-    cell (assumes ``log=True`` tables).  Cells where at least half the runs
+    cell (assumes ``log=True`` tables) with the digits of :func:`value_labels`, the
+    same for every panel.  Cells where at least half the runs
     diverged are hatched with a red "x"; the colour scale is shared by all
     panels so cells compare across them.
 
@@ -45,6 +76,8 @@ def plot_heatmaps(
       path: the PNG to write.
       bins: the most levels per axis (continuous values are binned).
       title: the figure title.
+      reference: a value the cells are read against (the task's baseline loss): the
+        printed medians get enough digits not to read like it.
     """
     tables = {}
     for name, rows in panels.items():
@@ -53,6 +86,7 @@ def plot_heatmaps(
         tables[name] = (px, py, heatmap_table(rows, px, py, metric, bins=bins))
     values = np.concatenate([t["value"].ravel() for _, _, t in tables.values()])
     vmin, vmax = np.nanmin(values), np.nanmax(values)
+    texts = dict(zip(values.tolist(), value_labels(10**values, reference=reference), strict=True))
     fig, axes = figure(
         1, len(tables), figsize=(3.8 * len(tables), 3.6), squeeze=False, layout="constrained"
     )
@@ -66,7 +100,7 @@ def plot_heatmaps(
             diverged = table["diverged"][j, i] >= DIVERGED_MARK
             if diverged:
                 ax.add_patch(_hatch(i, j))
-            text = "x" if diverged else f"{10 ** table['value'][j, i]:.1g}"
+            text = "x" if diverged else texts[float(table["value"][j, i])]
             dark = table["value"][j, i] > (vmin + vmax) / 2
             ax.text(
                 i,

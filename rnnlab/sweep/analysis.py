@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "findings",
     "heatmap_table",
     "importance",
     "levels",
     "marginal",
     "metric_values",
+    "panel_name",
     "select",
     "varying",
 ]
@@ -190,3 +192,76 @@ def heatmap_table(
                 value[j, i] = np.median(values[members])
                 fraction[j, i] = diverged[members].mean()
     return {"x": xs, "y": ys, "value": value, "diverged": fraction, "count": count}
+
+
+def panel_name(cell: str, length: int) -> str:
+    """The name of one (cell, T) group of rows in figures and summaries: ``"lstm T=50"``."""
+    return f"{cell} T={length}"
+
+
+def findings(
+    rows: Sequence[Mapping],
+    *,
+    main_length: int,
+    second_axes: Mapping[str, str],
+    metric: str = "final_test_loss",
+) -> dict[str, dict]:
+    """Importance per cell at the main ``T``, and where each (cell, ``T``) trains or explodes.
+
+    Per (cell, ``T``), over its rows:
+
+    - ``trained``: reached the row's threshold (``steps_to_threshold`` is not ``None``)
+      without diverging;
+    - ``learned``: final ``metric`` below half the row's ``baseline`` (the constant
+      predictor's loss);
+    - ``blew_up``: final ``metric`` above twice the baseline (or not finite), or
+      diverged: far worse than predicting the mean; with clipping, explosions show up
+      here rather than as NaN.
+
+    Args:
+      rows: result rows with ``cell``, ``length``, ``learning_rate``, ``seed``,
+        ``steps_to_threshold``, ``diverged``, ``baseline`` and ``metric`` (the rows of
+        :func:`rnnlab.sweep.run_sweep` with a ``baseline`` added).
+      main_length: the ``T`` at which :func:`importance` ranks each cell's
+        hyperparameters.
+      second_axes: the swept hyperparameter of each cell beside the learning rate (a
+        cell not in it uses ``"seed"``).
+      metric: the response column.
+
+    Returns:
+      ``{"importance": {cell: importance(...)}, "regions": {panel_name(cell, T): {"runs",
+      "trained_fraction", "diverged_fraction", "learned_fraction", "blew_up_fraction",
+      "trained_learning_rates", "diverged_learning_rates", "best": {"learning_rate",
+      second axis, "seed", metric}}}}``, ``best`` being the row of lowest ``metric``.
+    """
+    out = {"importance": {}, "regions": {}}
+    for cell in dict.fromkeys(r["cell"] for r in rows):
+        second = second_axes.get(cell, "seed")
+        main = select(rows, cell=cell, length=main_length)
+        if len(main) > 1:
+            out["importance"][cell] = importance(
+                main, varying(main, ["learning_rate", second, "seed"]), metric
+            )
+        for length in sorted({r["length"] for r in select(rows, cell=cell)}):
+            group = select(rows, cell=cell, length=length)
+            count = len(group)
+            trained = [
+                r for r in group if r["steps_to_threshold"] is not None and not r["diverged"]
+            ]
+            best = min(group, key=lambda r: r[metric] if r[metric] == r[metric] else float("inf"))
+            out["regions"][panel_name(cell, length)] = {
+                "runs": count,
+                "trained_fraction": len(trained) / count,
+                "diverged_fraction": sum(r["diverged"] for r in group) / count,
+                "learned_fraction": sum(r[metric] < 0.5 * r["baseline"] for r in group) / count,
+                "blew_up_fraction": sum(
+                    r["diverged"] or not r[metric] <= 2 * r["baseline"] for r in group
+                )
+                / count,
+                "trained_learning_rates": sorted({r["learning_rate"] for r in trained}),
+                "diverged_learning_rates": sorted(
+                    {r["learning_rate"] for r in group if r["diverged"]}
+                ),
+                "best": {k: best.get(k) for k in ("learning_rate", second, "seed", metric)},
+            }
+    return out

@@ -13,7 +13,7 @@ from rnnlab.train.engine import (
     make_model,
     make_train,
 )
-from rnnlab.train.runner import RunResult, restore_state, run, train_seeds
+from rnnlab.train.runner import RunResult, restore_state, run, train_grid, train_seeds
 from rnnlab.train.sizing import matched_hidden_size, parameter_count
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "parameter_count",
     "restore_state",
     "run",
+    "train_grid",
     "train_seeds",
 ]

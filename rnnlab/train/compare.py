@@ -31,6 +31,7 @@ __all__ = [
     "FAST_COMPILE",
     "ModelResult",
     "add_arguments",
+    "base_config",
     "contrast",
     "csv_row",
     "experiment_record",
@@ -344,6 +345,18 @@ def add_arguments(parser, *, out: str, quick: Mapping[str, Any], **defaults) -> 
     summary = ", ".join(f"{k}={v}" for k, v in quick.items())
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {summary}")
     parser.set_defaults(_quick=dict(quick))
+
+
+def base_config(arguments, task: str, **extra) -> TrainConfig:
+    """The :class:`TrainConfig` of a study from the flags of :func:`add_arguments`.
+
+    ``task``, then ``hidden_size``, ``batch_size``, ``steps``, ``chunk_steps`` and
+    ``learning_rate`` from ``arguments``, ``clip_norm=1.0``; ``extra`` fields (``length``,
+    ``task_options``, ``model``, or overrides of the above) win.
+    """
+    shared = {name: getattr(arguments, name) for name in
+              ("hidden_size", "batch_size", "steps", "chunk_steps", "learning_rate")}  # fmt: skip
+    return TrainConfig(**{"task": task, **shared, "clip_norm": 1.0, **extra})
 
 
 def parse_arguments(parser, argv=None):

@@ -33,6 +33,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "encoder_decoder_model",
+    "init_readout",
     "make_model",
     "make_train",
     "recurrent_model",
@@ -161,6 +162,14 @@ def _last_step(ys: jax.Array, lengths: jax.Array | None, backward_from: int | No
     return jnp.concatenate([last[..., :backward_from], ys[..., 0, backward_from:]], axis=-1)
 
 
+def init_readout(key: jax.Array, input_size: int, output_size: int, dtype=None) -> dict:
+    """A linear readout ``y W + b``: ``W [input_size, output_size]`` drawn
+    ``N(0, 1/input_size)`` and ``b = 0``, in ``dtype`` (default: JAX's default float)."""
+    options = {} if dtype is None else {"dtype": dtype}
+    weight = jax.random.normal(key, (input_size, output_size), **options) / jnp.sqrt(input_size)
+    return {"weight": weight, "bias": jnp.zeros((output_size,), **options)}
+
+
 def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.Array]) -> Model:
     """One or ``num_layers`` stacked recurrent layers (bidirectional with
     ``config.bidirectional``) and a linear readout.
@@ -182,10 +191,9 @@ def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.A
 
     def init(key):
         cell_key, readout_key = jax.random.split(key)
-        weight = jax.random.normal(readout_key, (hidden, task.output_size)) / jnp.sqrt(hidden)
         return {
             "cell": layer.init(cell_key, task.input_size),
-            "readout": {"weight": weight, "bias": jnp.zeros((task.output_size,))},
+            "readout": init_readout(readout_key, hidden, task.output_size),
         }
 
     def readout(params, ys):

@@ -40,8 +40,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,7 @@ __all__ = [
     "package_versions",
     "restore_state",
     "run",
+    "train_grid",
     "train_seeds",
 ]
 
@@ -732,3 +734,46 @@ def train_seeds(config: TrainConfig, num_seeds: int) -> dict[str, np.ndarray]:
     hparams = jax.tree.map(lambda v: jnp.full((num_seeds,), v), trainer.default_hparams())
     _, history = jax.jit(jax.vmap(trainer.train))(keys, hparams)
     return jax.tree.map(np.asarray, history)
+
+
+def train_grid(trainer: Trainer, keys: jax.Array, hparams: Mapping[str, Any] | None = None):
+    """Trains configurations x keys as one jitted program, keeping the initial params too.
+
+    Args:
+      trainer: from :func:`rnnlab.train.make_train`.
+      keys: ``[S]`` PRNG keys, one run each (with ``Trainer.train``'s key streams).
+      hparams: ``{name: [C]}`` values of traced hyperparameters (names of
+        ``trainer.default_hparams()``), one configuration per index; the others keep
+        their defaults.  ``None`` or ``{}``: one configuration, ``C = 1``.
+
+    Returns:
+      ``(initial_params, params, history)``: the params before and after training with
+      leading ``[C, S]`` axes, and the :meth:`Trainer.train` history ``[C, S, ...]``.
+
+    Raises:
+      ValueError: naming ``hparams`` for a name the trainer does not take, or values of
+        different lengths.
+    """
+    defaults = trainer.default_hparams()
+    grid = dict(hparams or {})
+    unknown = sorted(set(grid) - set(defaults))
+    if unknown:
+        raise _checks.ArgumentError(
+            "hparams",
+            f"hparams {unknown} are not traced by this trainer; it takes {sorted(defaults)}",
+        )
+    grid = {k: jnp.asarray(v, jnp.asarray(defaults[k]).dtype) for k, v in grid.items()}
+    counts = {int(v.shape[0]) for v in grid.values()}
+    if len(counts) > 1:
+        raise _checks.ArgumentError("hparams", f"hparams need one length, got {sorted(counts)}")
+
+    def run(values, key):
+        chosen = {**defaults, **values}
+        state, history = trainer.train(key, chosen)
+        return trainer.init(key, chosen).params, state.params, history
+
+    if not grid:
+        single = jax.jit(jax.vmap(lambda key: run({}, key)))(keys)
+        return jax.tree.map(lambda leaf: leaf[None], single)
+    over_keys = jax.vmap(run, in_axes=(None, 0))
+    return jax.jit(jax.vmap(over_keys, in_axes=(0, None)))(grid, keys)
