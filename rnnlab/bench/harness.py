@@ -3,8 +3,7 @@
 PERF.md's protocol: the systems run in one process, round-robin (A B A B ...), after
 one warm-up call each; the figure is the median.  What needs a fresh process (the
 allocator's environment, ``XLA_FLAGS``, start-up time, peak RSS) runs through
-:func:`run_process`, which reports the child's own wall time and peak RSS
-(``os.wait4``'s ``ru_maxrss``).
+:func:`run_process`, which reports the child's own wall time and peak RSS.
 """
 
 from __future__ import annotations
@@ -15,9 +14,9 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -89,37 +88,52 @@ def clean_environment(extra: Mapping[str, str] | None = None) -> dict:
     return env
 
 
+#: Runs ``argv[3:]``; writes its wall seconds and peak RSS (KiB) to ``argv[1]``.  A small
+#: interpreter between the caller and the command, because Linux's ``ru_maxrss`` of a
+#: forked child starts at its parent's RSS: a 700 MiB caller would report 700 MiB for
+#: ``python -c pass``.  Forked from this small process, the command reports its own.
+_MEASURE = """
+import resource, subprocess, sys, time
+start = time.perf_counter()
+try:
+    code = subprocess.call(sys.argv[3:], timeout=float(sys.argv[2]))
+except subprocess.TimeoutExpired:
+    code = -9
+wall = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(sys.argv[1], "w") as file:
+    file.write(f"{wall} {peak}")
+sys.exit(code if code >= 0 else 1)
+"""
+
+
 def run_process(command: Sequence[str], env: Mapping[str, str] | None = None, timeout=3600):
     """Runs ``command`` to completion; returns wall seconds, peak RSS and its output.
 
     Returns:
-      ``{"wall_s", "peak_rss_mib", "returncode", "stdout", "stderr"}``; the peak RSS is
-      the child's own ``ru_maxrss`` (Linux: KiB) from ``os.wait4``, which covers this
-      child and the grandchildren it waited for, never the calling process.  A child
-      still running after ``timeout`` seconds is killed (return code ``-9``).
+      ``{"wall_s", "peak_rss_mib", "returncode", "stdout", "stderr"}``: the command's
+      own wall time and peak RSS (``ru_maxrss`` of the command and the children it
+      waited for, Linux KiB / 1024), measured by a small wrapper process, so neither
+      the calling process's memory nor the wrapper's start-up counts.  A command still
+      running after ``timeout`` seconds is killed.
     """
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            list(command), env=dict(env) if env is not None else None, stdout=out, stderr=err
+    with tempfile.TemporaryDirectory(prefix="rnnlab-run-") as scratch:
+        measured = Path(scratch) / "measured"
+        wrapper = [sys.executable, "-c", _MEASURE, str(measured), str(timeout)]
+        done = subprocess.run(
+            [*wrapper, *command],
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
         )
-        timer = threading.Timer(timeout, process.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return {
-            "wall_s": wall,
-            "peak_rss_mib": usage.ru_maxrss / 1024,
-            "returncode": process.returncode,
-            "stdout": out.read(),
-            "stderr": err.read(),
-        }
+        wall, peak = (float(v) for v in measured.read_text().split())
+    return {
+        "wall_s": wall,
+        "peak_rss_mib": peak / 1024,
+        "returncode": done.returncode,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+    }
 
 
 def run_bench_child(task: str, options: Mapping, env: Mapping[str, str] | None = None) -> dict:
