@@ -74,6 +74,7 @@ FLAG_VARIANTS = (
     "",
     "--xla_cpu_multi_thread_eigen=false",
     "--xla_cpu_use_xnnpack=true",
+    "--xla_cpu_use_thunk_runtime=false",
 )
 
 
@@ -389,9 +390,10 @@ DEFAULT_STUDY = 64
 def sweep_scaling_section(options, counts=None, strategies=None):
     """Configurations x steps / s of ``run_sweep`` against the number of configurations.
 
-    A tiny model (LSTM, H=16, adding at T=50, 20 optimizer steps; ``--quick``: H=4,
-    T=5, 4 steps), learning rates log-spaced, one static group.  For each count, every
-    strategy runs once in a rotating order (one process, interleaved).
+    A tiny model (LSTM, H=16, adding at T=50, batch 32, 20 optimizer steps in one
+    chunk, one evaluation of 32 sequences; ``--quick``: H=4, T=5, 4 steps, batch 4),
+    learning rates log-spaced, one static group.  For each count, every strategy runs
+    once, in a rotating order (one process, interleaved).
     ``config_steps_per_s`` is end to end (configurations x steps over the call's wall
     time: compilation, calibration and worker start-up included), the figure ``auto``
     is judged by; ``run_config_steps_per_s`` is ``run_sweep``'s own figure per strategy
@@ -408,11 +410,13 @@ def sweep_scaling_section(options, counts=None, strategies=None):
         if options.quick:
             strategies = [s for s in strategies if s != "processes"]
     shape = (
-        dict(hidden_size=4, length=5, steps=4, chunk_steps=2, batch_size=4)
+        dict(hidden_size=4, length=5, steps=4, chunk_steps=4, batch_size=4, eval_batch_size=4)
         if options.quick
-        else dict(hidden_size=16, length=50, steps=20, chunk_steps=10, batch_size=32)
+        else dict(
+            hidden_size=16, length=50, steps=20, chunk_steps=20, batch_size=32, eval_batch_size=32
+        )  # fmt: skip
     )
-    base = dict(task="adding", cell="lstm", eval_every=shape["steps"], **shape)
+    base = dict(task="adding", cell="lstm", **shape)
     build = sweep.TrainerBuilder(base)
     rows = []
     for count, order in zip(counts, harness.rotations(strategies, len(counts)), strict=True):
