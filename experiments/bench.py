@@ -118,7 +118,6 @@ def main(argv=None):
     from rnnlab import io, progress
     from rnnlab.bench import report, sections
     from rnnlab.plots import bench as bench_plots
-    from rnnlab.train.runner import package_versions
 
     torch.set_num_threads(os.cpu_count())
     command = " ".join([".venv/bin/python", "experiments/bench.py", *(argv or sys.argv[1:])])
@@ -130,7 +129,7 @@ def main(argv=None):
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         # The report's protocol line reads ``reps``.
         "reps": args.repetitions,
-        "versions": package_versions(),
+        "versions": io.package_versions(),
     }
     summary = {
         "config": config,

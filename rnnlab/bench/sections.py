@@ -180,11 +180,15 @@ def timing_configurations(options) -> int:
 # --------------------------------------------------------------------------- flops
 
 
-def peak_matmul(options, size=2048):
-    """Median seconds and GFLOP/s of a ``size x size`` float32 matmul in JAX."""
+def peak_matmul(options, size=None):
+    """Median seconds and GFLOP/s of a ``size x size`` float32 matmul in JAX.
+
+    ``size`` defaults to 2048 (PERF.md), 1024 under ``--quick``.
+    """
     import jax
     import jax.numpy as jnp
 
+    size = size or (1024 if options.quick else 2048)
     a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
     matmul = jax.jit(lambda a: a @ a)
     timed = harness.interleaved(
