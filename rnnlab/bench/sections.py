@@ -70,6 +70,10 @@ SECTIONS = (
     "compile_program",
     "log",
 )
+#: Training programs the ``timing`` section compiled, by (cell, T, H, B, I, system):
+#: ``memory`` reads their ``memory_analysis()`` instead of compiling them again.
+_TRAIN_PROGRAMS: dict[tuple, object] = {}
+
 FLAG_VARIANTS = (
     "",
     "--xla_cpu_multi_thread_eigen=false",
@@ -99,6 +103,9 @@ def time_configuration(options, cell_name, length, hidden_size, *, passes, with_
         system = build()
         if system is not None:
             jax_systems[name], compile_seconds[name] = systems.compile_jax(system)
+            if device == "cpu":
+                key = (cell_name, length, hidden_size, options.batch_size, options.input_size)
+                _TRAIN_PROGRAMS[(*key, name)] = jax_systems[name]["train"].compiled
     torch_callables = systems.torch_system(cell_name, xs, target, hidden_size, device)
     flops = systems.training_flops(
         cell_name, options.batch_size, length, options.input_size, hidden_size
@@ -260,15 +267,19 @@ def memory_section(options):
                 cell, options.batch_size, length, options.input_size, options.hidden_size
             )
             row = {"cell": cell, "T": length}
+            key = (cell, length, options.hidden_size, options.batch_size, options.input_size)
             for name, kwargs in (
                 ("rnnlab", {}),
                 ("rnnlab-remat", {"remat": True}),
                 ("rnnlab-generic", {"fused_path": False}),
             ):
-                lowered, _ = systems.rnnlab_system(cell, xs, target, options.hidden_size, **kwargs)[
-                    "train"
-                ]
-                stats = lowered.compile().memory_analysis()
+                compiled = _TRAIN_PROGRAMS.get((*key, name))
+                if compiled is None:
+                    lowered, _ = systems.rnnlab_system(
+                        cell, xs, target, options.hidden_size, **kwargs
+                    )["train"]
+                    compiled = lowered.compile()
+                stats = compiled.memory_analysis()
                 row[name] = stats.temp_size_in_bytes / 2**20
             row["remat_cut"] = 1.0 - row["rnnlab-remat"] / row["rnnlab"]
             rows.append(row)

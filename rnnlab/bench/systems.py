@@ -91,7 +91,10 @@ def flax_system(cell_name, xs, target, hidden_size):
 
 
 def compile_jax(system):
-    """Compiles the lowered functions; returns blocking callables and compile seconds."""
+    """Compiles the lowered functions; returns blocking callables and compile seconds.
+
+    Each callable's ``compiled`` attribute is its compiled program.
+    """
     import jax
 
     callables, seconds = {}, {}
@@ -103,6 +106,7 @@ def compile_jax(system):
         def run(compiled=compiled, args=args):
             jax.block_until_ready(compiled(*args))
 
+        run.compiled = compiled  # for memory_analysis() without compiling again
         callables[mode] = run
     return callables, seconds
 
