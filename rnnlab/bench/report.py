@@ -191,7 +191,7 @@ def _new_sections(summary) -> list[str]:
                     if r["configurations"] == count and r["strategy"] == strategy
                 )
                 chosen = f" -> {row['chosen']}" if strategy == "auto" else ""
-                cells.append(f"{row['config_steps_per_s']:.0f} ({row['compile_s']:.1f} s)"
+                cells.append(f"{row['config_steps_per_s']:.3g} ({row['compile_s']:.1f} s)"
                              f"{chosen}")  # fmt: skip
             parts.append(f"| {count} | " + " | ".join(cells) + " |")
         check = data["auto_check"]
