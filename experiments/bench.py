@@ -174,7 +174,8 @@ def main(argv=None):
     if summary.get("timing"):
         bench_plots.plot_timings(summary["timing"], args.out / "bench.png")
     print(text)
-    print(f"wrote {args.out}/report.md, summary.json, timings.csv, bench.png", file=sys.stderr)
+    written = sorted(path.name for path in args.out.iterdir())
+    print(f"wrote {', '.join(written)} in {args.out}", file=sys.stderr)
     return summary
 
 
