@@ -83,4 +83,14 @@ LOG: tuple[dict, ...] = (
         kept="open",
         source="bench (flags section)",
     ),
+    dict(
+        idea="XLA_FLAGS --xla_cpu_use_thunk_runtime=false (the pre-thunk CPU runtime; a "
+        "child per setting, rnnlab and torch interleaved in it), T=200, tuned allocator",
+        figure="rnnlab train 118 / 175 ms without the flag, 147 / 141 ms with it (two "
+        "attempts, median of 7); torch took 2.1-3.1 s in the same children at load 12 on "
+        "2 cores, so the ratio to torch says nothing",
+        kept="dropped (no gain visible; re-measure on a quiet machine)",
+        source="bench, 2026-11-29, under load: flags_section(variants=('', "
+        "'--xla_cpu_use_thunk_runtime=false')) at lengths [200], repetitions 7",
+    ),
 )
