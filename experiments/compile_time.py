@@ -24,27 +24,18 @@ and ``compile_time.png``.  Timings of a shared machine are noisy: use medians.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import re
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import jax
-from jax.experimental.compilation_cache import compilation_cache
-
 from rnnlab import io, plots, runtime
-from rnnlab.train import TrainConfig
-from rnnlab.train.engine import make_train
+from rnnlab.bench import programs
 from rnnlab.train.runner import package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
-
-_FUSION = re.compile(r"=\s*\S+\s+fusion\(")
 
 
 def parse_args(argv=None):
@@ -75,70 +66,16 @@ def parse_args(argv=None):
     return args
 
 
-@contextlib.contextmanager
-def _no_persistent_cache():
-    """Measures compilation itself: the persistent cache off, restored afterwards."""
-    was_on = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", was_on)
-        compilation_cache.reset_cache()
-
-
-def _fusions(compiled) -> int:
-    return len(_FUSION.findall(compiled.as_text()))
-
-
-def _timed_compile(function, *arguments) -> dict:
-    start = time.perf_counter()
-    lowered = jax.jit(function).lower(*arguments)
-    traced = time.perf_counter()
-    compiled = lowered.compile()
-    done = time.perf_counter()
-    return {"trace_s": traced - start, "compile_s": done - traced, "fusions": _fusions(compiled)}
-
-
-def _config(args, cell) -> TrainConfig:
-    return TrainConfig(
-        task="adding",
-        cell=cell,
-        length=args.length,
-        hidden_size=args.hidden_size,
-        steps=args.steps,
-        chunk_steps=args.chunk_steps,
-    )
-
-
 def measure_programs(args, cell) -> dict:
     """Median trace/compile seconds and fusion counts of the model's gradient and the run."""
-    trainer = make_train(_config(args, cell))
-    hparams = trainer.default_hparams()
-    model = trainer.model(hparams)
-    params = model.init(jax.random.key(0))
-    batch = trainer.task.sample(jax.random.key(1), trainer.config.batch_size)
-
-    def loss(params, batch):
-        return trainer.task.loss(model.apply(params, batch.inputs, batch.lengths), batch)
-
-    rows = {"value_and_grad": [], "train": []}
-    for _ in range(args.reps):
-        jax.clear_caches()
-        rows["value_and_grad"].append(_timed_compile(jax.value_and_grad(loss), params, batch))
-        jax.clear_caches()
-        rows["train"].append(_timed_compile(trainer.train, jax.random.key(0), hparams))
-    result = {}
-    for name, reps in rows.items():
-        result[name] = {
-            key: statistics.median(rep[key] for rep in reps) for key in ("trace_s", "compile_s")
-        }
-        result[name]["fusions"] = reps[0]["fusions"]
-        result[name]["total_s"] = result[name]["trace_s"] + result[name]["compile_s"]
-        result[name]["all_total_s"] = [rep["trace_s"] + rep["compile_s"] for rep in reps]
-    result["ratio"] = result["train"]["total_s"] / result["value_and_grad"]["total_s"]
-    return result
+    return programs.measure_programs(
+        cell,
+        hidden_size=args.hidden_size,
+        length=args.length,
+        steps=args.steps,
+        chunk_steps=args.chunk_steps,
+        repetitions=args.reps,
+    )
 
 
 def _wall(command: list[str], cache: Path) -> float:
@@ -252,7 +189,7 @@ def main(argv=None) -> dict:
         "shape": f"adding T={args.length}, H={args.hidden_size}, {args.steps} steps",
     }
     if "programs" in args.sections:
-        with _no_persistent_cache():
+        with programs.no_persistent_cache():
             summary["programs"] = {cell: measure_programs(args, cell) for cell in args.cells}
         io.write_json(args.out / "summary.json", summary)
     if "processes" in args.sections:

@@ -1,24 +1,18 @@
-"""Smoke test of experiments/bench.py in a tiny configuration.
+"""Smoke test of experiments/bench.py (the CLI over rnnlab.bench) in a tiny configuration.
 
 Oracle: the files the spec asks for exist and hold the expected keys, and the
 numbers are internally consistent (a ratio is the quotient of the two medians).
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
+from conftest import load_experiment
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("bench")
 
 
 def test_tiny_run_writes_report_json_and_plot(bench, tmp_path):
@@ -32,23 +26,24 @@ def test_tiny_run_writes_report_json_and_plot(bench, tmp_path):
             "default",
             "--cells",
             "lstm",
-            "--steps",
+            "--lengths",
             "4",
-            "--reps",
+            "--repetitions",
             "1",
-            "--hidden",
+            "--hidden-size",
             "8",
             "--sections",
             "timing",
             "memory",
             "flops",
             "gpu",
+            "log",
         ]
     )
     for name in ("report.md", "summary.json", "config.json", "timings.csv", "bench.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {"config", "machine", "timing", "memory", "flops", "gpu"} <= set(summary)
+    assert {"config", "machine", "timing", "memory", "flops", "gpu", "log"} <= set(summary)
     modes = {(row["mode"], row["cell"], row["T"]) for row in summary["timing"]}
     assert modes == {("train", "lstm", 4), ("infer", "lstm", 4)}
     for row in summary["timing"]:
@@ -63,9 +58,50 @@ def test_tiny_run_writes_report_json_and_plot(bench, tmp_path):
     report = (tmp_path / "report.md").read_text()
     for heading in ("Training step", "Forward-only inference", "GFLOP/s", "temporary memory"):
         assert heading in report
+    # Oracle: every row of rnnlab.bench.log's table appears in the report.
+    assert len(summary["log"]) >= 10
+    assert all(row["idea"] in report for row in summary["log"])
 
 
-def test_flop_count_formula(bench):
+def test_flop_count_formula():
     """The documented formula 6 B T G H (I + H), checked by hand for the standard LSTM."""
-    assert bench.training_flops("lstm", 32, 200, 32, 128) == 6 * 32 * 200 * 4 * 128 * 160
-    assert bench.training_flops("rnn", 1, 1, 1, 1) == 12
+    from rnnlab.bench.systems import training_flops
+
+    assert training_flops("lstm", 32, 200, 32, 128) == 6 * 32 * 200 * 4 * 128 * 160
+    assert training_flops("rnn", 1, 1, 1, 1) == 12
+
+
+RENAMED = [
+    ("--steps", "--lengths"),
+    ("--reps", "--repetitions"),
+    ("--hidden", "--hidden-size"),
+    ("--batch", "--batch-size"),
+]
+
+
+@pytest.mark.parametrize("old, new", RENAMED)
+def test_renamed_flags_fail_naming_the_new_flag(bench, capsys, old, new):
+    """Oracle: VOCAB.md's table; an old spelling exits 2 and names the new flag."""
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--out", "x", old, "4"])
+    assert exit_info.value.code == 2
+    assert new in capsys.readouterr().err
+
+
+def test_peak_rss_of_a_child_is_its_own():
+    """Oracle: a child that allocates 32 MiB reports a peak RSS of at least that and
+    a wall time of at least its sleep, while this process holds 128 MiB more that must
+    not count (Linux's ru_maxrss of a plain fork starts at the parent's RSS)."""
+    import sys
+
+    import numpy as np
+
+    from rnnlab.bench import harness
+
+    held = np.ones(2**25, np.float32)  # 128 MiB, touched
+    code = "import time; b = bytearray(32 * 2**20); time.sleep(0.2)"
+    run = harness.run_process([sys.executable, "-c", code])
+    assert run["returncode"] == 0, run["stderr"]
+    assert 32 <= run["peak_rss_mib"] < 100, run["peak_rss_mib"]
+    assert run["wall_s"] >= 0.2
+    del held

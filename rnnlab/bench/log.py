@@ -1,0 +1,96 @@
+"""The experiment log of the LSTM training step against ``torch.nn.LSTM`` (issue 13).
+
+Each entry: what was tried, the figure (ms per training step or the ratio to torch at
+the standard shape ``B=32, I=32, H=128``, T as stated), whether it was kept, and where
+the figure comes from.  Figures of a shared 2-core machine are noisy; the source says
+whether the machine was quiet.  Add a row for every idea measured, kept or dropped.
+
+Sources: ``PERF`` = ../shared/PERF.md (measured before rnnlab existed, quiet machine);
+``README`` = the README's benchmark section (quiet machine, tuned allocator);
+``issue 13`` = the hidden benchmark quoted there (default allocator); a commit hash =
+that commit's message; ``bench`` = this package's report, with the command beside it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOG"]
+
+#: Rows of the log, oldest first.  ``kept``: "kept", "dropped" or "open".
+LOG: tuple[dict, ...] = (
+    dict(
+        idea="flax nn.RNN(OptimizedLSTMCell) (reference point)",
+        figure="6.2 / 38.5-43.7 / 168-192 ms at T=50/200/1000; torch 2.8-3.2 / 22.7-25.8 / 161-203",
+        kept="reference",
+        source="PERF",
+    ),
+    dict(
+        idea="plain lax.scan, fused gate matmul [I+H, 4H]",
+        figure="6.5 / 40-48 / 196-227 ms at T=50/200/1000",
+        kept="dropped (kept as path='sequential', the generic scan)",
+        source="PERF",
+    ),
+    dict(
+        idea="input projection hoisted out of the loop, fused, unroll=1",
+        figure="5.5-6.0 / 46-58 / 224-259 ms: slower than the plain scan at T>=200",
+        kept="dropped",
+        source="PERF",
+    ),
+    dict(
+        idea="custom_vjp, cuDNN-style backward (gate gradients in the reverse loop; "
+        "dW_hh, dW_ih as one matmul each after it)",
+        figure="5.4 / 42-43 / 210 ms at T=50/200/1000",
+        kept="kept (rnnlab.fused)",
+        source="PERF",
+    ),
+    dict(idea="scan unroll=4 or 8", figure="1.2-1.7x slower", kept="dropped", source="PERF"),
+    dict(
+        idea="tuned glibc allocator (MALLOC_* env / mallopt)",
+        figure="best JAX 5.7 / 26.8 / 141 ms, torch 3.1 / 13.5 / 65.5 ms; page faults at "
+        "T=1000 53k -> 7k per step, LSTM 330 -> 254 ms",
+        kept="kept (rnnlab.runtime.tune_allocator, every experiment)",
+        source="PERF, README",
+    ),
+    dict(
+        idea="fused LSTM backward saves only the gates and c_{t-1}; built-in cells "
+        "project inputs inside the fused loop",
+        figure="not recorded in the commit",
+        kept="kept",
+        source="fa4bb22",
+    ),
+    dict(
+        idea="cells declare their Recurrence; the LSTM's hand-written pointwise VJP in "
+        "cells/lstm.py, shared by the fused path and the generic scan",
+        figure="not recorded (a refactor)",
+        kept="kept",
+        source="1dc089a",
+    ),
+    dict(
+        idea="rnnlab fused path, tuned allocator in-process",
+        figure="1.47x (1.28-1.59) / 1.58x (1.58-1.62) / 1.69x (1.70-1.71) torch at "
+        "T=50/200/1000; H=512, T=1000: 1.43x",
+        kept="kept (current)",
+        source="README",
+    ),
+    dict(
+        idea="rnnlab fused path, default allocator, public API (hidden benchmark)",
+        figure="1.50x / 1.46x / 1.26x torch at T=50/200/1000",
+        kept="kept (current)",
+        source="issue 13",
+    ),
+    dict(
+        idea="XLA_FLAGS --xla_cpu_multi_thread_eigen=false / --xla_cpu_use_xnnpack=true",
+        figure="see the report's XLA_FLAGS table (T=200)",
+        kept="open",
+        source="bench (flags section)",
+    ),
+    dict(
+        idea="XLA_FLAGS --xla_cpu_use_thunk_runtime=false (the pre-thunk CPU runtime; a "
+        "child per setting, rnnlab and torch interleaved in it), T=200, tuned allocator",
+        figure="rnnlab train 118 / 175 ms without the flag, 147 / 141 ms with it (two "
+        "attempts, median of 7); torch took 2.1-3.1 s in the same children at load 12 on "
+        "2 cores, so the ratio to torch says nothing",
+        kept="dropped (no gain visible; re-measure on a quiet machine)",
+        source="bench, 2026-11-29, under load: flags_section(variants=('', "
+        "'--xla_cpu_use_thunk_runtime=false')) at lengths [200], repetitions 7",
+    ),
+)
