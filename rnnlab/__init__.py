@@ -40,6 +40,7 @@ from rnnlab.unrolling import unroll
 #: Submodules imported on first attribute access, so ``import rnnlab`` costs little more
 #: than ``import jax`` (flax, optax, orbax, matplotlib and torch load only when used).
 _LAZY = (
+    "bench",
     "diagnostics",
     "dynamics",
     "fused",
@@ -51,7 +52,6 @@ _LAZY = (
     "parallel",
     "plots",
     "progress",
-    "runs",
     "runs",
     "runtime",
     "seq2seq",
