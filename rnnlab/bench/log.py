@@ -93,4 +93,15 @@ LOG: tuple[dict, ...] = (
         source="bench, 2026-11-29, under load: flags_section(variants=('', "
         "'--xla_cpu_use_thunk_runtime=false')) at lengths [200], repetitions 7",
     ),
+    dict(
+        idea="GPU (H200, jax 0.11.2, torch 2.11 cuDNN): rnnlab fused path vs the generic "
+        "scan vs torch.nn.LSTM/GRU, training step, median of 7 interleaved",
+        figure="LSTM 5.45 / 24.9 ms vs cuDNN 2.16 / 5.88 ms at T=200/1000 (2.5x / 4.2x); "
+        "generic scan 7.86 / 37.2 ms (fused 0.69x of it); GRU 6.33 / 29.9 ms vs 1.96 / "
+        "4.27 ms (3.2x / 7.0x)",
+        kept="fused kept as auto's second choice on GPU; cuDNN's fused RNN kernels stay "
+        "out of reach of a per-step XLA loop (open)",
+        source="device run, 2026-11-29: .device/gpu2.py (bench.time_configuration, "
+        "baselines torch, one pass)",
+    ),
 )
