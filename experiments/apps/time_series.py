@@ -138,7 +138,7 @@ def _plot_sunspots(task, best, mean, bands, statistical, per_horizon, out: Path)
     series = task.extras["series"] * std + center
     years = 1700 + np.arange(len(series))
     starts = task.extras["split_starts"]
-    steps, horizon = task.steps, task.output_size
+    steps, horizon = task.length, task.output_size
     origins = np.arange(0, mean.shape[1], max(1, horizon))  # non-overlapping forecasts
     times = starts["test"] + steps - 1 + origins[:, None] + 1 + np.arange(horizon)
     network = mean[best.best_seed][origins] * std + center

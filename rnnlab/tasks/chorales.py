@@ -354,7 +354,7 @@ def bach_chorales(
     baseline = prior_nll(split["train"], split["test"])
     return Task(
         name="bach_chorales",
-        steps=window,
+        length=window,
         input_size=KEYS,
         output_size=KEYS,
         readout="every",

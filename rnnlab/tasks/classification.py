@@ -171,7 +171,7 @@ def labelled_sequences(
     baseline_loss, baseline_accuracy = prior_baselines(train[1], test[1], num_classes)
     return Task(
         name=name,
-        steps=train[0].shape[1],
+        length=train[0].shape[1],
         input_size=train[0].shape[2],
         output_size=num_classes,
         readout="last",

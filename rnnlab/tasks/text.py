@@ -279,7 +279,7 @@ def char_lm(
         validation_set = _one_hot_split(_windows(validation, length, max_test_windows), size)
     return Task(
         name="char_lm",
-        steps=length,
+        length=length,
         input_size=size,
         output_size=size,
         readout="every",

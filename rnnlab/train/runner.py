@@ -310,7 +310,7 @@ def memory_estimate(trainer: Trainer) -> dict[str, int]:
     params = _nbytes(state[0])
     model = trainer.model(hparams)
     carry = _nbytes(jax.eval_shape(lambda: model.initial_carry(())))
-    steps = int(task.steps)
+    steps = int(task.length)
     train = ACTIVATION_FACTOR * config.batch_size * steps * carry
     evaluation = config.eval_batch_size * steps * carry
     return {
@@ -349,7 +349,7 @@ def check_memory(trainer: Trainer) -> dict[str, int]:
             argument,
             f"the run needs about {format_bytes(needed)} ({estimate['parameters']:.3g} parameters "
             f"with optimizer state: {format_bytes(estimate['state'])}; activations for "
-            f"batch_size={config.batch_size} x T={trainer.task.steps}: "
+            f"batch_size={config.batch_size} x T={trainer.task.length}: "
             f"{format_bytes(estimate['activations'])}) but {jax.devices()[0].platform} memory is "
             f"{format_bytes(available)}; lower hidden_size, num_layers, batch_size or length",
         )
@@ -429,7 +429,7 @@ def _config_details(trainer: Trainer) -> dict:
         "task": {
             "name": task.name,
             **task.describe,
-            "steps": task.steps,
+            "length": task.length,
             "input_size": task.input_size,
             "output_size": task.output_size,
             "readout": task.readout,
