@@ -233,9 +233,7 @@ def train_student(student: Student, args, bar) -> tuple[list[dict], list[dict]]:
         top = [np.nan] * args.seeds
         if args.hessian_iterations:
             sharpness = sharpness or make_sharpness(trainer, args.hessian_iterations)
-            batch: Batch = trainer.task.sample(
-                jax.random.PRNGKey(args.seed + 1), args.hessian_batch
-            )
+            batch: Batch = trainer.task.sample(jax.random.key(args.seed + 1), args.hessian_batch)
             top = np.asarray(sharpness(state.params, batch.inputs, batch.targets).eigenvalues[:, 0])
         final = np.asarray(history["final_test_loss"], np.float64)
         diverged = np.asarray(history["diverged"])
@@ -330,7 +328,7 @@ def main(argv=None) -> dict:
     students = chosen
 
     with jax.enable_x64(True):
-        sensitivity = sensitivity_study(args, jax.random.PRNGKey(args.seed))
+        sensitivity = sensitivity_study(args, jax.random.key(args.seed))
     summary["sensitivity"] = sensitivity
     io.write_csv(args.out / "sensitivity.csv", sensitivity)
 

@@ -291,7 +291,7 @@ def main(argv=None) -> dict:
     )
     summary = {"families": {}, "skipped": {}, "length": args.length}
     rows, panels = [], {}
-    seed_keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    seed_keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     available = []
     for family in study:
         first = getattr(args, family.values_argument)[0]

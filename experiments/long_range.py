@@ -91,12 +91,19 @@ def main(argv=None) -> None:
     )
     trainers = {}
     with cli.usage_errors(
-        {"cell_options": "--cell-option", "task": "--tasks", "length": "--lengths", "delay": "--lengths"}
+        {
+            "cell_options": "--cell-option",
+            "task": "--tasks",
+            "length": "--lengths",
+            "delay": "--lengths",
+        }
     ):
         for task, cell, length in plan:  # every configuration is checked before any runs
             # copying's --lengths are its delay T (the sequence is T + 2K steps long)
             where = {"task_options": {"delay": length}} if task == "copying" else {"length": length}
-            config = TrainConfig(task=task, **where, cell=cell, cell_options=cell_options[cell], **base)
+            config = TrainConfig(
+                task=task, **where, cell=cell, cell_options=cell_options[cell], **base
+            )
             trainers[task, cell, length] = trainer = make_train(config)
             check_memory(trainer)
         folder = io.RunFolder.open(

@@ -192,7 +192,7 @@ class Run:
         temperature = _checks.number("temperature", temperature, minimum=0, strict_minimum=True)
         return generate(
             lambda carry, x: model.step(params, carry, x), model.initial_carry(()),
-            jax.random.key(seed), vocabulary, prompt, num_chars, temperature,
+            vocabulary, prompt, num_chars, temperature, key=jax.random.key(seed),
         )  # fmt: skip
 
 

@@ -227,10 +227,10 @@ def test_generate_follows_a_deterministic_model():
     def step(carry, x):
         return carry, 50.0 * jnp.roll(x, 1)
 
-    text = tasks.generate(step, (), jax.random.key(0), vocabulary, "ab", 6, temperature=0.5)
+    text = tasks.generate(step, (), vocabulary, "ab", 6, temperature=0.5, key=jax.random.key(0))
     assert text == "cdabcd"
     with pytest.raises(ValueError, match="prompt"):
-        tasks.generate(step, (), jax.random.key(0), vocabulary, "xyz", 3)
+        tasks.generate(step, (), vocabulary, "xyz", 3, key=jax.random.key(0))
 
 
 def test_samples_are_jittable_and_vmappable():
@@ -246,11 +246,8 @@ def test_copying_length_is_the_total():
     the same task record, and the same batch from the same key."""
     by_length, by_delay = tasks.copying(30, copy_length=5), tasks.copying(delay=20, copy_length=5)
     assert by_length.length == by_delay.length == 30
-    assert by_length.describe == by_delay.describe == {
-        "delay": 20,
-        "num_symbols": 8,
-        "copy_length": 5,
-    }
+    expected = {"delay": 20, "num_symbols": 8, "copy_length": 5}
+    assert by_length.describe == by_delay.describe == expected
     assert tasks.make_task("copying", 30, copy_length=5).describe == by_length.describe
     assert by_length.baseline_loss == by_delay.baseline_loss
     key = jax.random.key(3)
@@ -258,7 +255,7 @@ def test_copying_length_is_the_total():
     with pytest.raises(ValueError, match=r"length must be an int >= 11.*delay="):
         tasks.copying(10, copy_length=5)  # T + 2K leaves no room for a delay T >= 1
     with pytest.raises(AttributeError, match="renamed Task.length"):
-        by_length.steps
+        _ = by_length.steps
 
 
 @pytest.mark.parametrize(

@@ -314,7 +314,7 @@ def test_stateful_run_resumes_bit_identically(tmp_path):
         cell="gru", hidden_size=4, batch_size=2, steps=4, chunk_steps=2, gradient="tbptt:4",
         stateful=True,
     )  # fmt: skip
-    options = dict(show_progress=False, plots=False)
+    options = dict(progress=False, plots=False)
     assert run(config, tmp_path / "a", stop_after_chunks=1, **options).summary == {
         "stopped_at_step": 2
     }

@@ -61,11 +61,11 @@ def sample(out, *, temperature: float, num_chars: int, prompt: str, seed: int = 
     return generate(
         lambda carry, x: model.step(state.best_params, carry, x),
         model.initial_carry(()),
-        jax.random.key(seed),
         trainer.task.extras["vocabulary"],
         prompt,
         num_chars,
         temperature,
+        key=jax.random.key(seed),
     )
 
 
@@ -133,7 +133,7 @@ def main(argv=None) -> dict | None:
             learning_rate=arguments.learning_rate,
             clip_norm=1.0,
         )
-        outcome = run(configs[cell], out / cell, show_progress=True)
+        outcome = run(configs[cell], out / cell, progress=True)
         results[cell] = result_from_run(cell, outcome, out / cell)
     task = next(iter(results.values())).trainer.task
     best = min(results.values(), key=lambda r: r.history["best_validation_loss"].min())

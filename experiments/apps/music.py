@@ -96,8 +96,8 @@ def main(argv=None) -> dict:
     roll = chorales.generate(
         lambda carry, x: model.step(params, carry, x),
         model.initial_carry(()),
-        jax.random.key(arguments.seeds),
         arguments.sample_frames,
+        key=jax.random.key(arguments.seeds),
     )
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -494,7 +494,7 @@ class Trainer:
             return self.task.test_set()
         return self.task.sample(draw_key(key, EVAL_STREAM), self.config.eval_batch_size)
 
-    def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], key: jax.Array):
+    def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], *, key: jax.Array):
         """Loss and metric on the held-out split, or on ``eval_batch_size`` fresh sequences.
 
         Returns:

@@ -455,7 +455,7 @@ def run(
     out: str | Path,
     *,
     stop_after_chunks: int | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
     plots: bool = True,
     after_chunk: Callable[[int, int], None] | None = None,
 ) -> RunResult:
@@ -471,7 +471,7 @@ def run(
       out: the output folder.
       stop_after_chunks: stop (as if killed) after this many chunks of this call,
         before writing ``summary.json``; a test hook for resuming.
-      show_progress: print a progress bar (loss, metric, steps/s) to stderr.
+      progress: print a progress bar (loss, metric, steps/s) to stderr.
       plots: write the learning-curve PNGs.
       after_chunk: called as ``after_chunk(chunks_run, step)`` after each chunk's
         records and checkpoint are on disk (a test hook: a deterministic kill point).
@@ -511,9 +511,7 @@ def run(
             raise _checks.ArgumentError(problem.split(":")[0], problem)
 
     with folder.lock():
-        return _train(
-            trainer, folder, previous, stop_after_chunks, show_progress, plots, after_chunk
-        )
+        return _train(trainer, folder, previous, stop_after_chunks, progress, plots, after_chunk)
 
 
 def _read_summary(out: Path) -> dict | None:
@@ -542,7 +540,7 @@ def _finished(trainer: Trainer, out: Path, summary: dict) -> RunResult:
     return RunResult(summary, state, trainer, already_finished=True)
 
 
-def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, after_chunk):
+def _train(trainer, folder, previous, stop_after_chunks, progress, plots, after_chunk):
     config, task, out = trainer.config, trainer.task, folder.path
     train_chunk, evaluate, select = _compiled(_program_key(config))
     hparams = trainer.default_hparams()
@@ -576,7 +574,7 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
         label = f"{task.name} {config.cell} from step {done}"
         with contextlib.ExitStack() as stack:
             bar = None
-            if show_progress:
+            if progress:
                 bar = stack.enter_context(Progress(config.steps - done, label, unit="step"))
             while (
                 int(state.step) < config.steps
@@ -588,7 +586,7 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
                     return RunResult({"stopped_at_step": int(state.step)}, state, trainer)
                 chunk_start = time.perf_counter()
                 state, metrics = train_chunk(state, hparams)
-                evals = evaluate(state, hparams, state.eval_key)
+                evals = evaluate(state, hparams, key=state.eval_key)
                 state, validation = select(state, hparams)
                 row = _python_row({**summarize_chunk(task, state, metrics, evals), **validation})
                 elapsed = time.perf_counter() - chunk_start
