@@ -4,7 +4,7 @@
     .venv/bin/python experiments/apps/language.py --quick --out /tmp/language
     # sample from a saved run (any cell's folder), at any temperature:
     .venv/bin/python experiments/apps/language.py --sample-from results/apps/language/lstm \\
-        --temperature 0.7 --num-chars 600 --prompt "ROMEO:"
+        --temperature 0.7 --chars 600 --prompt "ROMEO:"
 
 The text is the shipped public-domain Shakespeare (the Sonnets and nine plays, about
 1.15M characters): the first 90% trains, the next 5% validates, the last 5% (the end
@@ -22,13 +22,12 @@ samples.txt (temperature samples from the cell with the best validation loss).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.tasks import generate
 from rnnlab.train import TrainConfig, restore_state, run
 from rnnlab.train.compare import (
@@ -81,7 +80,7 @@ def samples_text(out, *, num_chars: int, seed: int) -> str:
 
 
 def main(argv=None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/language",
@@ -97,7 +96,7 @@ def main(argv=None) -> dict | None:
     )
     parser.add_argument("--sample-from", metavar="DIR", help="only sample from a saved run")
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--num-chars", type=int, default=500)
+    parser.add_argument("--chars", type=int, default=500)
     parser.add_argument("--prompt", default="\n")
     arguments = parse_arguments(parser, argv)
     if arguments.sample_from:
@@ -105,7 +104,7 @@ def main(argv=None) -> dict | None:
             text = sample(
                 arguments.sample_from,
                 temperature=arguments.temperature,
-                num_chars=arguments.num_chars,
+                num_chars=arguments.chars,
                 prompt=arguments.prompt,
             )
         except ValueError as error:

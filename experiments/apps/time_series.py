@@ -26,14 +26,13 @@ sunspots_horizons.png, ecg_curves.png, ecg_comparison.png and ecg_scores.png.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.plots import figure, save
 from rnnlab.plots.apps import plot_anomaly, plot_comparison, plot_curves, plot_forecasts
 from rnnlab.tasks import anomaly, forecasting
@@ -266,7 +265,7 @@ def _ecg_training_values(task) -> np.ndarray:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/time_series",
