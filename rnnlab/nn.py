@@ -27,9 +27,9 @@ from flax import nnx
 
 from rnnlab import cells
 from rnnlab.cells import Cell
-from rnnlab.cells.gru import gru
-from rnnlab.cells.lstm import lstm
-from rnnlab.cells.rnn import rnn
+from rnnlab.cells._gru import gru
+from rnnlab.cells._lstm import lstm
+from rnnlab.cells._rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 
 __all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "Recurrent", "SequenceLayer", "Stacked"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import importlib
 import math
 import random
 import socket
@@ -20,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab import tasks
-from rnnlab.tasks import anomaly, chorales, forecasting, text, translation
+from rnnlab.tasks import _mnist1d, anomaly, chorales, forecasting, text, translation
 from rnnlab.tasks.base import Batch, stratified_split
 from rnnlab.tasks.classification import logistic_regression_baseline
 
@@ -109,7 +108,7 @@ def test_mnist1d_matches_the_readme_and_leaves_numpy_random_alone():
     """Oracle: the mnist1d README — 4,000 train and 1,000 test sequences of length 40, and
     logistic regression on the raw sequence scores about 32% (README: 32%).  Generating
     the data must not change NumPy's global random state."""
-    importlib.import_module("rnnlab.tasks.mnist1d").load_mnist1d.cache_clear()
+    _mnist1d.load_mnist1d.cache_clear()
     python_state, numpy_state = random.getstate(), np.random.get_state()[1].copy()  # noqa: NPY002
     task = tasks.make_task("mnist1d")
     assert random.getstate() == python_state

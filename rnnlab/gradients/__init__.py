@@ -35,7 +35,7 @@ from rnnlab.gradients.regularizer import PASCANU_BOUND, pascanu_regularizer
 from rnnlab.gradients.snap import dense_units, snap1
 from rnnlab.gradients.spec import ESTIMATORS, EstimatorSpec, make_estimator, parse_estimator
 from rnnlab.gradients.truncated import bptt, tbptt
-from rnnlab.gradients.uoro import uoro
+from rnnlab.gradients._uoro import uoro
 
 __all__ = [
     "ESTIMATORS",

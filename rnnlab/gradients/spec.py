@@ -17,7 +17,7 @@ from rnnlab.gradients.diagonal import diagonal_rtrl
 from rnnlab.gradients.forward import rtrl
 from rnnlab.gradients.snap import snap1
 from rnnlab.gradients.truncated import bptt, check_truncation, tbptt
-from rnnlab.gradients.uoro import uoro
+from rnnlab.gradients._uoro import uoro
 
 __all__ = ["ESTIMATORS", "EstimatorSpec", "make_estimator", "parse_estimator"]
 
