@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rnnlab.tasks._digits import prior_baselines
 from rnnlab.tasks.base import (
     Batch,
     Task,
@@ -23,7 +24,6 @@ from rnnlab.tasks.base import (
     single_threaded_blas,
     stratified_split,
 )
-from rnnlab.tasks._digits import prior_baselines
 
 __all__ = [
     "labelled_sequences",
