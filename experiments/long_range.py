@@ -91,12 +91,7 @@ def main(argv=None) -> None:
     )
     trainers = {}
     with cli.usage_errors(
-        {
-            "cell_options": "--cell-option",
-            "task": "--tasks",
-            "length": "--lengths",
-            "delay": "--lengths",
-        }
+        {"cell_options": "--cell-option", "task": "--tasks", "length": "--lengths"}
     ):
         for task, cell, length in plan:  # every configuration is checked before any runs
             # copying's --lengths are its delay T (the sequence is T + 2K steps long)
