@@ -213,11 +213,8 @@ def test_encoder_decoder_model_is_seq2seq_teacher_forced_and_greedy(strict_promo
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"task": "copying", "task_options": {"delay": 5}, "bidirectional": True}, "bidirectional"),
-        (
-            {"task": "copying", "task_options": {"delay": 5}, "sequence_readout": "flatten"},
-            "sequence_readout",
-        ),
+        ({"task": "copying", "length": 25, "bidirectional": True}, "bidirectional"),
+        ({"task": "copying", "length": 25, "sequence_readout": "flatten"}, "sequence_readout"),
         ({"model": "encoder_decoder"}, "model"),
         ({"model": "encoder_decoder", "num_layers": 2}, "num_layers"),
         ({"attention": False}, "attention"),
