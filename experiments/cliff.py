@@ -33,7 +33,6 @@ Run: ``PYTHONPATH=. python experiments/cliff.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 import optax
 
 import rnnlab
-from rnnlab import io, plots, runtime
+from rnnlab import cli, io, plots, runtime
 from rnnlab.plots import gradients as gradient_plots
 from rnnlab.progress import Progress
 from rnnlab.train.runner import package_versions
@@ -68,9 +67,9 @@ SURFACES = (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0], renamed={"--steps": "--length"})
     parser.add_argument("--out", type=Path, default=Path("results/cliff"))
-    parser.add_argument("--steps", type=int, default=50, help="time steps T of the RNN")
+    parser.add_argument("--length", type=int, default=50, help="time steps T of the RNN")
     parser.add_argument("--x0", type=float, default=0.5, help="initial state x_0")
     parser.add_argument("--target", type=float, default=0.7)
     parser.add_argument("--grid", type=int, default=400, help="grid points per axis")
@@ -80,7 +79,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.grid, args.sgd_steps = 80, 60
-    for name in ("steps", "grid", "sgd_steps"):
+    for name in ("length", "grid", "sgd_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if not args.clip_norm > 0:
@@ -102,7 +101,7 @@ def error_function(activation: str, args):
         (first["bias_ih"],),
         (jnp.ones((1,)),),
     )  # slope = sigma'(x_0)
-    inputs = jnp.zeros((args.steps, 1))
+    inputs = jnp.zeros((args.length, 1))
 
     def error(theta):
         params = {
@@ -195,7 +194,7 @@ def draw_surface(surface: Surface, args, axis, rows: list) -> dict:
                              "gradient_norm": norm})  # fmt: skip
     gradient_plots.cliff_figure(
         ws, bs, values, paths, labels=("w", "b"), axis=axis,
-        title=f"{surface.activation}: E = ({surface.activation}(x_{args.steps}) - "
+        title=f"{surface.activation}: E = ({surface.activation}(x_{args.length}) - "
         f"{args.target:g})², x_0 = {args.x0:g}, lr {surface.learning_rate:g}",
     )  # fmt: skip
     # The wall: x_0 is an unstable fixed point, |w sigma'(x_0)| > 1, on the line.

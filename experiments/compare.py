@@ -8,13 +8,14 @@ Prints each run's final and best value of the metric as JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from rnnlab import cli
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="run folders (experiments/train.py) or sweeps")
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--metric", default="test_loss", help="a metrics.jsonl column")

@@ -32,7 +32,6 @@ Run: ``PYTHONPATH=. python experiments/curse_of_memory.py [--quick] [--out DIR]`
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -44,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnlab
-from rnnlab import dynamics, io, plots, runtime
+from rnnlab import cli, dynamics, io, plots, runtime
 from rnnlab.plots import dynamics as dynamics_plots
 from rnnlab.progress import Progress
 from rnnlab.tasks import Batch
@@ -76,7 +75,7 @@ STUDENTS = (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/curse_of_memory"))
     parser.add_argument(
         "--memories", type=float, nargs="+", default=[0.36, 0.68, 0.84, 0.92, 0.96, 0.98, 0.99]
@@ -233,9 +232,7 @@ def train_student(student: Student, args, bar) -> tuple[list[dict], list[dict]]:
         top = [np.nan] * args.seeds
         if args.hessian_iterations:
             sharpness = sharpness or make_sharpness(trainer, args.hessian_iterations)
-            batch: Batch = trainer.task.sample(
-                jax.random.PRNGKey(args.seed + 1), args.hessian_batch
-            )
+            batch: Batch = trainer.task.sample(jax.random.key(args.seed + 1), args.hessian_batch)
             top = np.asarray(sharpness(state.params, batch.inputs, batch.targets).eigenvalues[:, 0])
         final = np.asarray(history["final_test_loss"], np.float64)
         diverged = np.asarray(history["diverged"])
@@ -330,7 +327,7 @@ def main(argv=None) -> dict:
     students = chosen
 
     with jax.enable_x64(True):
-        sensitivity = sensitivity_study(args, jax.random.PRNGKey(args.seed))
+        sensitivity = sensitivity_study(args, jax.random.key(args.seed))
     summary["sensitivity"] = sensitivity
     io.write_csv(args.out / "sensitivity.csv", sensitivity)
 

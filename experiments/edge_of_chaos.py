@@ -28,7 +28,6 @@ Run: ``PYTHONPATH=. python experiments/edge_of_chaos.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -41,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnlab
-from rnnlab import diagnostics, dynamics, io, plots, runtime
+from rnnlab import cli, diagnostics, dynamics, io, plots, runtime
 from rnnlab.plots import dynamics as dynamics_plots
 from rnnlab.progress import Progress
 from rnnlab.train.runner import package_versions
@@ -89,7 +88,7 @@ FAMILIES = (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/edge_of_chaos"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument(
@@ -291,7 +290,7 @@ def main(argv=None) -> dict:
     )
     summary = {"families": {}, "skipped": {}, "length": args.length}
     rows, panels = [], {}
-    seed_keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
+    seed_keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     available = []
     for family in study:
         first = getattr(args, family.values_argument)[0]

@@ -22,7 +22,6 @@ Run: ``PYTHONPATH=. python experiments/gradient_quality.py [--quick] [--out DIR]
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnlab
-from rnnlab import gradients, io, plots, runtime
+from rnnlab import cli, gradients, io, plots, runtime
 from rnnlab.plots import gradients as gradient_plots
 from rnnlab.progress import Progress
 from rnnlab.tasks import make_task
@@ -67,7 +66,10 @@ def make_cell(name: str, hidden: int) -> rnnlab.Cell:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(
+        description=__doc__.split("\n")[0],
+        renamed={"--cost-hidden": "--cost-hidden-size", "--cost-batch": "--cost-batch-size"},
+    )
     parser.add_argument("--out", type=Path, default=Path("results/gradient_quality"))
     parser.add_argument(
         "--cells", nargs="+", default=None, choices=[e.name for e in CELLS],
@@ -75,25 +77,25 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
     parser.add_argument("--truncations", type=int, nargs="+", default=[8, 32])
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--hidden-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--draws", type=int, default=4, help="independent params and batches")
     parser.add_argument("--uoro-samples", type=int, default=8)
-    parser.add_argument("--cost-hidden", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--cost-hidden-size", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--cost-length", type=int, default=32)
-    parser.add_argument("--cost-batch", type=int, default=4)
+    parser.add_argument("--cost-batch-size", type=int, default=4)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.lengths, args.truncations, args.hidden, args.batch = [4, 8, 16], [4], 8, 4
+        args.lengths, args.truncations, args.hidden_size, args.batch_size = [4, 8, 16], [4], 8, 4
         args.draws, args.uoro_samples, args.repetitions = 2, 3, 2
-        args.cost_hidden, args.cost_length, args.cost_batch = [8], 8, 2
+        args.cost_hidden_size, args.cost_length, args.cost_batch_size = [8], 8, 2
         args.cells = args.cells or ["rnn"]
     args.cells = args.cells or [entry.name for entry in CELLS]
-    for name in ("hidden", "batch", "draws", "uoro_samples", "cost_length", "cost_batch",
-                 "repetitions"):  # fmt: skip
+    for name in ("hidden_size", "batch_size", "draws", "uoro_samples", "cost_length",
+                 "cost_batch_size", "repetitions"):  # fmt: skip
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     args.lengths = sorted(set(args.lengths))
@@ -146,13 +148,13 @@ def measure_quality(args, entries, key) -> list[dict]:
     rows = []
     with Progress(len(entries) * args.draws, "cosine", unit="draws") as bar:
         for entry in entries:
-            cell = make_cell(entry.name, args.hidden)
+            cell = make_cell(entry.name, args.hidden_size)
             estimators = [f"tbptt:{k}" for k in args.truncations] + list(entry.online)
             for draw in range(args.draws):
                 draw_key = jax.random.fold_in(key, draw)
                 params = model_params(cell, draw_key)
                 chunks = [
-                    adding_chunk(jax.random.fold_in(draw_key, length), length, args.batch)
+                    adding_chunk(jax.random.fold_in(draw_key, length), length, args.batch_size)
                     for length in args.lengths
                 ]
                 for row in gradients.compare_gradients(
@@ -167,19 +169,19 @@ def measure_quality(args, entries, key) -> list[dict]:
 def measure_cost(args, entries, key) -> list[dict]:
     """Time per step and XLA temporary memory of every estimator at each ``--cost-hidden``."""
     rows = []
-    with Progress(len(entries) * len(args.cost_hidden), "cost", unit="models") as bar:
+    with Progress(len(entries) * len(args.cost_hidden_size), "cost", unit="models") as bar:
         for entry in entries:
-            for hidden in args.cost_hidden:
+            for hidden in args.cost_hidden_size:
                 cell = make_cell(entry.name, hidden)
                 params = model_params(cell, key)
-                chunk = adding_chunk(key, args.cost_length, args.cost_batch)
+                chunk = adding_chunk(key, args.cost_length, args.cost_batch_size)
                 names = ["bptt", f"tbptt:{min(args.truncations)}", *entry.online]
                 names = [n for n in dict.fromkeys(names) if not _too_long(n, args.cost_length)]
                 estimators, refused = {}, {}
                 for name in names:
                     estimator = gradients.make_estimator(name, cell, step_loss)
                     try:
-                        estimator.init(params, (args.cost_batch,), key=key)
+                        estimator.init(params, (args.cost_batch_size,), key=key)
                     except ValueError as error:  # rtrl above its size threshold
                         refused[name] = str(error)
                         continue
@@ -190,7 +192,7 @@ def measure_cost(args, entries, key) -> list[dict]:
                 base = costs["bptt"]
                 for name in names:
                     where = {"cell": entry.name, "hidden": hidden, "estimator": name,
-                             "T": args.cost_length, "batch": args.cost_batch}  # fmt: skip
+                             "T": args.cost_length, "batch": args.cost_batch_size}  # fmt: skip
                     if name in refused:
                         rows.append({**where, "refused": refused[name]})
                         continue
@@ -294,7 +296,7 @@ def main(argv=None) -> dict:
     io.write_csv(out / "cosine.csv", quality_rows)
     band = f"{BAND[0]}-{BAND[1]}th percentile"
     title = (f"Cosine of each estimator to the BPTT gradient at initialization "
-             f"(adding problem, H={args.hidden}, batch {args.batch})")  # fmt: skip
+             f"(adding problem, H={args.hidden_size}, batch {args.batch_size})")  # fmt: skip
     plots.save(
         gradient_plots.cosine_figure(cosine_panels(quality_rows, entries), band=band, title=title),
         out / "cosine.png",
@@ -305,7 +307,7 @@ def main(argv=None) -> dict:
         gradient_plots.cost_figure(
             cost_rows,
             title=f"Cost of one update per step (T={args.cost_length}, batch "
-            f"{args.cost_batch}, median of {args.repetitions} interleaved repetitions)",
+            f"{args.cost_batch_size}, median of {args.repetitions} interleaved repetitions)",
         ),
         out / "cost.png",
     )

@@ -111,8 +111,10 @@ def main(argv=None) -> None:
         {"cell_options": "--cell-option", "task": "--tasks", "length": "--lengths"}
     ):
         for task, cell, length in plan:  # every configuration is checked before any runs
+            # copying's --lengths are its delay T (the sequence is T + 2K steps long)
+            where = {"task_options": {"delay": length}} if task == "copying" else {"length": length}
             config = TrainConfig(
-                task=task, length=length, cell=cell, cell_options=cell_options[cell], **base
+                task=task, **where, cell=cell, cell_options=cell_options[cell], **base
             )
             trainers[task, cell, length] = trainer = make_train(config)
             check_memory(trainer)

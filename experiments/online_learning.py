@@ -21,7 +21,6 @@ Run: ``PYTHONPATH=. python experiments/online_learning.py [--quick] [--out DIR]`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import sys
@@ -32,21 +31,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnlab import gradients, io, plots
+from rnnlab import cli, gradients, io, plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
 from rnnlab.train.runner import package_versions
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/online_learning"))
     parser.add_argument("--estimators", nargs="+",
                         default=["bptt", "tbptt:5", "uoro", "snap1", "rtrl"])  # fmt: skip
     parser.add_argument("--cell", default="gru")
-    parser.add_argument("--hidden", type=int, default=16)
+    parser.add_argument("--hidden-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--chunk-steps", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
@@ -56,10 +55,24 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny smoke-test sizes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.hidden, args.length, args.batch, args.steps, args.chunk_steps = 4, 8, 8, 20, 10
+        args.hidden_size, args.length, args.batch_size, args.steps, args.chunk_steps = (
+            4,
+            8,
+            8,
+            20,
+            10,
+        )
         args.seeds, args.repetitions = 2, 3
         args.estimators = ["bptt", "tbptt:4", "uoro", "snap1", "rtrl"]
-    for name in ("hidden", "length", "batch", "steps", "chunk_steps", "seeds", "repetitions"):
+    for name in (
+        "hidden_size",
+        "length",
+        "batch_size",
+        "steps",
+        "chunk_steps",
+        "seeds",
+        "repetitions",
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     try:
@@ -82,11 +95,11 @@ def make_config(args, estimator: str) -> TrainConfig:
         task="adding",
         length=args.length,
         cell=args.cell,
-        hidden_size=args.hidden,
+        hidden_size=args.hidden_size,
         optimizer="adam",
         learning_rate=args.learning_rate,
         clip_norm=1.0,
-        batch_size=args.batch,
+        batch_size=args.batch_size,
         steps=args.steps,
         chunk_steps=args.chunk_steps,
         gradient=estimator,
@@ -165,8 +178,9 @@ def plot_curves(rows, estimators, args, path):
     ax.set_yscale("log")
     ax.set_xlabel("updates")
     ax.set_ylabel("test MSE (fresh sequences)")
-    ax.set_title(f"Adding T={args.length}, {args.cell} H={args.hidden}, batch {args.batch}, "
-                 f"Adam {args.learning_rate:g}; median, range of {args.seeds} seeds")  # fmt: skip
+    ax.set_title(f"Adding T={args.length}, {args.cell} H={args.hidden_size}, "
+                 f"batch {args.batch_size}, Adam {args.learning_rate:g}; "
+                 f"median, range of {args.seeds} seeds")  # fmt: skip
     ax.legend(fontsize=8)
     plots.save(fig, path)
 

@@ -30,7 +30,6 @@ Run: ``PYTHONPATH=. python experiments/pascanu2013.py [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
@@ -41,7 +40,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from rnnlab import io, plots
+from rnnlab import cli, io, plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
 from rnnlab.train.runner import package_versions
@@ -54,7 +53,7 @@ SUCCESS_BATCH = 200
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/pascanu2013"))
     parser.add_argument("--lengths", type=int, nargs="+", default=[15, 30, 60],
                         help="T: each batch draws its length L uniformly in [T/2, T]")  # fmt: skip
@@ -62,8 +61,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=5000, help="SGD updates per run")
     parser.add_argument("--check-every", type=int, default=500)
     parser.add_argument("--check-size", type=int, default=1000)
-    parser.add_argument("--hidden", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--hidden-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -72,8 +71,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.lengths, args.seeds, args.steps, args.check_every = [12], 2, 40, 20
-        args.check_size, args.hidden = 200, 8
-    for name in ("seeds", "steps", "check_every", "check_size", "hidden", "batch"):
+        args.check_size, args.hidden_size = 200, 8
+    for name in ("seeds", "steps", "check_every", "check_size", "hidden_size", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.steps % args.check_every:
@@ -99,12 +98,12 @@ def make_config(args, length: int, omega: bool) -> TrainConfig:
             "input_init": "small_normal",
             "bias_init": "zeros",
         },  # fmt: skip
-        hidden_size=args.hidden,
+        hidden_size=args.hidden_size,
         optimizer="sgd",
         momentum=0.0,
         learning_rate=args.learning_rate,
         clip_norm=1.0,
-        batch_size=args.batch,
+        batch_size=args.batch_size,
         steps=args.steps,
         chunk_steps=args.check_every,
         pascanu_alpha=args.alpha if omega else 0.0,
@@ -139,7 +138,7 @@ def run_group(args, length: int, methods: list[str], key, bar) -> list[dict]:
         )
     # The same seed gives the same init and data to every method (paired comparison).
     keys = jnp.stack([jax.random.fold_in(key, s) for _, s in runs])
-    check_size = max(args.batch, args.check_size // args.batch * args.batch)
+    check_size = max(args.batch_size, args.check_size // args.batch_size * args.batch_size)
 
     def init(run_key, hp):
         state = trainer.init(run_key, hp)
@@ -152,7 +151,7 @@ def run_group(args, length: int, methods: list[str], key, bar) -> list[dict]:
 
     def chunk(state, hp, check_key):
         state, metrics = trainer.train_chunk(state, hp)
-        errors = error_count(trainer, state.params, hp, check_key, check_size, args.batch)
+        errors = error_count(trainer, state.params, hp, check_key, check_size, args.batch_size)
         return state, {
             "train_loss": jnp.mean(metrics["loss"]),
             "grad_norm": jnp.median(metrics["grad_norm"]),

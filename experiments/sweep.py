@@ -10,7 +10,7 @@ Run::
 
     .venv/bin/python experiments/sweep.py --out results/sweep            # < 15 min
     .venv/bin/python experiments/sweep.py --quick --out results/sweep_quick  # < 2 min
-    .venv/bin/python experiments/sweep.py --lr loguniform:1e-4:1e-1:16 \\
+    .venv/bin/python experiments/sweep.py --learning-rate loguniform:1e-4:1e-1:16 \\
         --axis lstm:forget_bias=0,1,2 --seeds 4 --cells lstm
     .venv/bin/python experiments/sweep.py --cells lru,lstm --axis lru:r_min=0,0.9,0.99
 
@@ -56,7 +56,7 @@ DEFAULT_AXES = (
     "gru:recurrent_scale=0.5,1,1.5",
 )
 QUICK = {
-    "lr": "loguniform:1e-3:1e-1:4",
+    "learning_rate": "loguniform:1e-3:1e-1:4",
     "axis": ["lstm:forget_bias=0,2", "rnn:recurrent_scale=0.5,1.5", "gru:recurrent_scale=0.5,1.5"],
     "seeds": "1",
     "length": 20,
@@ -72,13 +72,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a < 2 minute version: smaller defaults for --lr, --axis, --seeds, --length, "
-        "--rnn-lengths, --steps and --hidden-size; flags you give explicitly win",
+        help="a < 2 minute version: smaller defaults for --learning-rate, --axis, --seeds, "
+        "--length, --rnn-lengths, --steps and --hidden-size; flags you give explicitly win",
     )
     parser.add_argument(
         "--cells", default="rnn,lstm,gru", help="comma list of registered cells, e.g. lstm,lru"
     )
-    parser.add_argument("--lr", default="loguniform:1e-4:1e-1:8", help="learning-rate spec")
+    parser.add_argument(
+        "--learning-rate", default="loguniform:1e-4:1e-1:8", help="learning-rate spec"
+    )
     parser.add_argument(
         "--axis",
         action="append",
@@ -175,12 +177,12 @@ def build_space(args):
             except ValueError as error:
                 raise ValueError(f"--cells: {error}") from None
         axes = parse_axes(args.axis, cells)
-        learning_rate = parse_spec(args.lr, "--lr")
+        learning_rate = parse_spec(args.learning_rate, "--learning-rate")
         seed = parse_seeds(args.seeds)
         rnn_lengths = (
             parse_spec(args.rnn_lengths, "--rnn-lengths").values if args.rnn_lengths else ()
         )
-    except ValueError as error:  # the messages start with the flag: "--lr: ..."
+    except ValueError as error:  # the messages start with the flag: "--learning-rate: ..."
         flag, _, message = str(error).partition(": ")
         if not flag.startswith("--"):
             flag, message = "--axis", str(error)
@@ -206,7 +208,7 @@ def second_axis(args, cell):
 def flags(args) -> dict[str, str]:
     """The flag of each configuration key, for error messages."""
     names = {
-        "learning_rate": "--lr", "seed": "--seeds", "length": "--length",
+        "learning_rate": "--learning-rate", "seed": "--seeds", "length": "--length",
         "chunk_steps": "--eval-every", "cell": "--cells",
     }  # fmt: skip
     for axes in getattr(args, "cell_axes", {}).values():

@@ -34,10 +34,10 @@ def sample_text(result, seed: int, num_chars: int = 400) -> str:
     return generate(
         lambda carry, x: model.step(params, carry, x),
         model.initial_carry(()),
-        jax.random.key(seed),
         vocabulary,
         "\n" if "\n" in vocabulary else vocabulary[0],
         num_chars,
+        key=jax.random.key(seed),
     )
 
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
             config,
             arguments.out,
             stop_after_chunks=arguments.stop_after_chunks,
-            show_progress=not arguments.quiet,
+            progress=not arguments.quiet,
             after_chunk=pause if arguments.pause_after_chunks else None,
         )
     summary = result.summary

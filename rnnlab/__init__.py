@@ -31,9 +31,9 @@ import importlib
 
 from rnnlab import cells, layers, unrolling
 from rnnlab.cells import Cell, LSTMCarry
-from rnnlab.cells.gru import gru
-from rnnlab.cells.lstm import lstm
-from rnnlab.cells.rnn import rnn
+from rnnlab.cells._gru import gru
+from rnnlab.cells._lstm import lstm
+from rnnlab.cells._rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.unrolling import unroll
 

@@ -23,18 +23,50 @@ from typing import NoReturn
 
 from rnnlab._checks import ArgumentError, did_you_mean
 
-__all__ = ["Parser", "fail", "flag_of", "parse_with_preset", "usage_errors"]
+__all__ = ["RENAMED_FLAGS", "Parser", "fail", "flag_of", "parse_with_preset", "usage_errors"]
 
 #: Exit status of a usage error (argparse's).
 USAGE = 2
+
+#: Old spellings of flags (issue 14's one vocabulary): old flag -> new flag.  A parser
+#: that defines the new flag (and not the old one) answers the old one with
+#: ``error: --hidden was renamed --hidden-size`` and exit status 2, never a silent alias
+#: (argparse would otherwise take ``--hidden`` as an abbreviation of ``--hidden-size``).
+RENAMED_FLAGS: dict[str, str] = {
+    "--hidden": "--hidden-size",
+    "--batch": "--batch-size",
+    "--lr": "--learning-rate",
+    "--reps": "--repetitions",
+    "--out-dir": "--out",
+    "--num-chars": "--chars",
+    "--step": "--checkpoint-step",
+}
 
 
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are ``error: --flag: why; fix`` lines.
 
     argparse's own messages (``argument --task: invalid ...``) lose their
-    ``argument`` prefix; the usage text is left to ``--help``.
+    ``argument`` prefix; the usage text is left to ``--help``.  An old spelling in
+    :data:`RENAMED_FLAGS` (or in ``renamed``, one program's own renames such as the
+    benchmark's ``{"--steps": "--lengths"}``) is a usage error naming the new flag.
     """
+
+    def __init__(self, *args, renamed: Mapping[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.renamed = {**RENAMED_FLAGS, **(renamed or {})}
+
+    def parse_known_args(self, args=None, namespace=None):
+        arguments = sys.argv[1:] if args is None else list(args)
+        flags = {o for action in self._actions for o in action.option_strings}
+        for token in arguments:
+            if token == "--":
+                break
+            old = token.split("=", 1)[0]
+            new = self.renamed.get(old)
+            if new is not None and new in flags and old not in flags:
+                self.exit(USAGE, f"error: {old} was renamed {new} (see --help)\n")
+        return super().parse_known_args(arguments, namespace)
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
@@ -50,7 +82,7 @@ def flag_of(argument: str, flags: Mapping[str, str] | None = None) -> str:
     """The flag of a library argument: ``hidden_size`` -> ``--hidden-size``.
 
     ``cell_options['forget_bias']`` -> ``--cell-option forget_bias``; ``flags`` maps
-    names an experiment spells differently (``{"learning_rate": "--lr"}``).
+    names an experiment spells differently (``{"seed": "--seeds"}``).
     """
     flags = flags or {}
     if argument in flags:

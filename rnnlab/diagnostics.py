@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnlab.cells._cell import Cell, Params
-from rnnlab.cells.rnn import DERIVATIVE_BOUND
+from rnnlab.cells._rnn import DERIVATIVE_BOUND
 from rnnlab.layers import Layer, map_units, recurrent, units
 from rnnlab.unrolling import unroll
 

@@ -280,7 +280,7 @@ def _tangent_study(cell, params, prepared: _Prepared, k: int, key, renormalize):
     """
     xs, carry, flat, m, blocks, skip = prepared
     batch_shape = xs.shape[:-2]
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.key(0) if key is None else key
     # A random start: basis vectors would sit in invariant subspaces of diagonal systems.
     start, _ = _qr_renormalize(jax.random.normal(key, (flat.size, k), flat.dtype))
 
@@ -352,7 +352,7 @@ def lyapunov_spectrum(
         is cheaper; in float32 keep ``(lambda_1 - lambda_k) m`` below about 10, or the
         columns collapse onto the first direction between QRs.
       transient: steps left out of the average (static); default ``T // 4``.
-      key: PRNG key of the random start basis; default ``PRNGKey(0)``.  The same basis
+      key: PRNG key of the random start basis; default ``jax.random.key(0)``.  The same basis
         starts every trajectory of the batch.
 
     Returns:
@@ -495,7 +495,7 @@ def hessian_top_eigenvalues(
       params: any pytree of float arrays; it is raveled to ``P`` numbers.
       k: how many eigenvalues (static), ``1 <= k <= P``.
       iterations: Lanczos steps ``m`` (static), ``k <= m``; clipped to ``P``.
-      key: PRNG key of the start vector; default ``PRNGKey(0)``.
+      key: PRNG key of the start vector; default ``jax.random.key(0)``.
 
     Returns:
       A :class:`HessianSpectrum`: ``eigenvalues [k]`` descending, the Ritz vectors and
@@ -523,7 +523,7 @@ def hessian_top_eigenvalues(
             w = w - basis.T @ (basis @ w)
         return w
 
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.key(0) if key is None else key
     # Row 0 starts Lanczos; row j + 1 restarts it if step j finds an invariant subspace.
     randoms = jax.random.normal(key, (iterations + 1, size), dtype)
     basis = jnp.zeros((iterations + 1, size), dtype)

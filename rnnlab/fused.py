@@ -22,7 +22,7 @@ holds one matmul per step, ``dhh_t @ W_hh^T``.
 Measured in one process by CPU time, LSTM training step, B=32, I=32, H=128, against
 the previous fast path (which saved ``jax.vjp``'s pullback and took ``px`` hoisted):
 
-- the LSTM's hand-written pullback (``rnnlab.cells.lstm``'s ``pointwise_vjp``) stacks two residuals
+- the LSTM's hand-written pullback (``rnnlab.cells._lstm``'s ``pointwise_vjp``) stacks two residuals
   per step (``[i, f, g, o]`` and ``c_{t-1}``) instead of ``jax.vjp``'s eleven;
 - ``x_t @ W_ih`` is computed inside the
   forward loop and its gradients by the explicit matmuls above: reading per-step

@@ -40,7 +40,7 @@ import numpy as np
 
 from rnnlab import cells
 from rnnlab.cells import Cell, LSTMCarry
-from rnnlab.cells.rnn import ACTIVATIONS
+from rnnlab.cells._rnn import ACTIVATIONS
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 
 __all__ = [
@@ -484,7 +484,7 @@ def from_linen(module, variables) -> tuple[Cell, dict]:
     Args:
       module: the linen cell, for its activations: ``gate_fn=sigmoid`` and
         ``activation_fn=tanh`` (LSTM, GRU), or an ``activation_fn`` in
-        :data:`rnnlab.cells.rnn.ACTIVATIONS` and ``residual=False`` (SimpleCell).
+        :data:`rnnlab.cells._rnn.ACTIVATIONS` and ``residual=False`` (SimpleCell).
       variables: ``{"params": {...}}`` as returned by ``module.init``, or the inner dict.
 
     Raises:

@@ -27,9 +27,9 @@ from flax import nnx
 
 from rnnlab import cells
 from rnnlab.cells import Cell
-from rnnlab.cells.gru import gru
-from rnnlab.cells.lstm import lstm
-from rnnlab.cells.rnn import rnn
+from rnnlab.cells._gru import gru
+from rnnlab.cells._lstm import lstm
+from rnnlab.cells._rnn import rnn
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 
 __all__ = ["GRU", "LSTM", "RNN", "Bidirectional", "Recurrent", "SequenceLayer", "Stacked"]
@@ -148,13 +148,13 @@ class Recurrent(SequenceLayer):
     def __init__(self, cell: Cell, params):
         super().__init__(recurrent(cell), params)
         self.cell = cell
-        self.in_features = (
+        self.input_size = (
             cell.input_size(self.param_values()) if cell.input_size is not None else None
         )
 
     @classmethod
     def create(
-        cls, name: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **hyperparameters
+        cls, name: str, input_size: int, hidden_size: int, *, rngs: nnx.Rngs, **hyperparameters
     ) -> Recurrent:
         """Any registered cell by name: ``Recurrent.create("lru", 3, 16, rngs=rngs, r_min=0.9)``.
 
@@ -162,8 +162,8 @@ class Recurrent(SequenceLayer):
         from ``rngs`` and nothing is stored.
         """
         module = cls(*_initialized(cells.make(name, hidden_size, **hyperparameters),
-                                   in_features, rngs))  # fmt: skip
-        module.in_features = in_features
+                                   input_size, rngs))  # fmt: skip
+        module.input_size = input_size
         return module
 
     def __call__(
@@ -191,9 +191,9 @@ class Recurrent(SequenceLayer):
         )
 
 
-def _initialized(cell: Cell, in_features: int, rngs: nnx.Rngs):
+def _initialized(cell: Cell, input_size: int, rngs: nnx.Rngs):
     """``(cell, params)`` with params from one ``rngs.params()`` key; no RNG is kept."""
-    return cell, cell.init(rngs.params(), in_features)
+    return cell, cell.init(rngs.params(), input_size)
 
 
 class LSTM(Recurrent):
@@ -208,7 +208,7 @@ class LSTM(Recurrent):
     [4H]``; carry :class:`rnnlab.LSTMCarry` ``(h, c)``, each ``[..., H]``.
 
     Args:
-      in_features: ``F``.
+      input_size: ``F``.
       hidden_size: ``H``.
       forget_bias: added to the forget-gate bias at init (Gers et al. 2000).
       rngs: ``nnx.Rngs``; one ``params`` key is drawn, nothing is stored.
@@ -228,10 +228,10 @@ class LSTM(Recurrent):
     """
 
     def __init__(
-        self, in_features: int, hidden_size: int, forget_bias=1.0, *, rngs: nnx.Rngs, **options
+        self, input_size: int, hidden_size: int, forget_bias=1.0, *, rngs: nnx.Rngs, **options
     ):
         super().__init__(
-            *_initialized(lstm(hidden_size, forget_bias=forget_bias, **options), in_features, rngs)
+            *_initialized(lstm(hidden_size, forget_bias=forget_bias, **options), input_size, rngs)
         )
 
 
@@ -247,7 +247,7 @@ class GRU(Recurrent):
     ``h: [..., H]``.
 
     Args:
-      in_features: ``F``.
+      input_size: ``F``.
       hidden_size: ``H``.
       rngs: ``nnx.Rngs``; one ``params`` key is drawn, nothing is stored.
       **options: ``recurrent_init``, ``recurrent_scale``, ``input_init``,
@@ -262,8 +262,8 @@ class GRU(Recurrent):
         (10, 16)
     """
 
-    def __init__(self, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options):
-        super().__init__(*_initialized(gru(hidden_size, **options), in_features, rngs))
+    def __init__(self, input_size: int, hidden_size: int, *, rngs: nnx.Rngs, **options):
+        super().__init__(*_initialized(gru(hidden_size, **options), input_size, rngs))
 
 
 class RNN(Recurrent):
@@ -274,7 +274,7 @@ class RNN(Recurrent):
     ``recurrent_init="identity"`` is the IRNN of Le et al. 2015.
 
     Args:
-      in_features: ``F``.
+      input_size: ``F``.
       hidden_size: ``H``.
       activation: ``"tanh"``, ``"relu"``, ``"linear"`` or ``"sigmoid"``.
       rngs: ``nnx.Rngs``; one ``params`` key is drawn, nothing is stored.
@@ -293,7 +293,7 @@ class RNN(Recurrent):
 
     def __init__(
         self,
-        in_features: int,
+        input_size: int,
         hidden_size: int,
         activation: str = "tanh",
         *,
@@ -301,7 +301,7 @@ class RNN(Recurrent):
         **options,
     ):
         super().__init__(
-            *_initialized(rnn(hidden_size, activation=activation, **options), in_features, rngs)
+            *_initialized(rnn(hidden_size, activation=activation, **options), input_size, rngs)
         )
 
 
@@ -323,7 +323,7 @@ class Bidirectional(SequenceLayer):
 
     Args:
       forward: an :class:`LSTM`, :class:`GRU`, :class:`RNN` or :class:`Recurrent`.
-      backward: another one with the same ``in_features`` (separate weights).
+      backward: another one with the same ``input_size`` (separate weights).
       merge: ``"concat"`` (``[..., T, 2H]``), ``"sum"``, ``"mean"`` or a callable.
       merged_size: the output size of a callable ``merge``.
 
@@ -348,14 +348,14 @@ class Bidirectional(SequenceLayer):
     ):
         _check_recurrent(forward, "forward")
         _check_recurrent(backward, "backward")
-        if forward.in_features != backward.in_features:
+        if forward.input_size != backward.input_size:
             raise ValueError(
-                f"forward takes {forward.in_features} features but backward takes "
-                f"{backward.in_features}; build both with the same in_features"
+                f"forward takes {forward.input_size} features but backward takes "
+                f"{backward.input_size}; build both with the same input_size"
             )
         layer = bidirectional(forward.cell, backward.cell, merge=merge, merged_size=merged_size)
         super().__init__(layer, {"forward": forward.params, "backward": backward.params})
-        self.in_features = forward.in_features
+        self.input_size = forward.input_size
 
 
 class Stacked(SequenceLayer):
@@ -394,12 +394,12 @@ class Stacked(SequenceLayer):
                     f"layers[{index}] must be an rnnlab.nn LSTM, GRU, RNN, Recurrent or "
                     f"Bidirectional module, got {type(module).__name__}"
                 )
-            if index and module.in_features != layers[index - 1].output_size:
+            if index and module.input_size != layers[index - 1].output_size:
                 raise ValueError(
-                    f"layers[{index}] takes {module.in_features} features but "
+                    f"layers[{index}] takes {module.input_size} features but "
                     f"layers[{index - 1}] outputs {layers[index - 1].output_size}; "
-                    f"build layers[{index}] with in_features={layers[index - 1].output_size}"
+                    f"build layers[{index}] with input_size={layers[index - 1].output_size}"
                 )
         layer = stacked([module.layer for module in layers], dropout_rate=dropout_rate)
         super().__init__(layer, tuple(module.params for module in layers))
-        self.in_features = layers[0].in_features
+        self.input_size = layers[0].input_size

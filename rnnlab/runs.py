@@ -131,7 +131,7 @@ class Run:
         config = self.config
         state = self.state(step)
         task = self.trainer.task
-        if length is not None and length != task.steps:
+        if length is not None and length != task.length:
             task = make_task(config.task, _checks.positive_int("length", length),
                              **config.task_options)  # fmt: skip
         if split == "validation":
@@ -154,7 +154,7 @@ class Run:
             "loss": float(task.loss(outputs, batch)),
             task.metric_name: float(task.metric(outputs, batch)),
             "baseline_loss": task.baseline_loss,
-            "length": task.steps,
+            "length": task.length,
             "split": split,
             "step": int(state.step),
         }
@@ -192,7 +192,7 @@ class Run:
         temperature = _checks.number("temperature", temperature, minimum=0, strict_minimum=True)
         return generate(
             lambda carry, x: model.step(params, carry, x), model.initial_carry(()),
-            jax.random.key(seed), vocabulary, prompt, num_chars, temperature,
+            vocabulary, prompt, num_chars, temperature, key=jax.random.key(seed),
         )  # fmt: skip
 
 

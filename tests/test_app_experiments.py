@@ -122,7 +122,7 @@ def test_language(language, capsys):
     assert summary["baselines"]["bigram"] < summary["baselines"]["unigram"]
     capsys.readouterr()
     module = load_experiment("apps/language")
-    module.main(["--sample-from", str(out / "gru"), "--num-chars", "30", "--prompt", "ROMEO:"])
+    module.main(["--sample-from", str(out / "gru"), "--chars", "30", "--prompt", "ROMEO:"])
     printed = capsys.readouterr().out
     assert printed.startswith("ROMEO:") and len(printed.rstrip("\n")) == len("ROMEO:") + 30
 

@@ -29,15 +29,15 @@ def test_generate_feeds_each_sampled_frame_back_and_samples_keys_independently()
         logits = jnp.where(jnp.concatenate([jnp.ones(1), frame[:-1]]) > 0.5, 40.0, -40.0)
         return carry, logits
 
-    roll = chorales.generate(staircase, (), jax.random.key(0), 5)
+    roll = chorales.generate(staircase, (), 5, key=jax.random.key(0))
     expected = np.tril(np.ones((5, 5), bool))
     assert roll.dtype == bool and roll.shape == (5, 88)
     np.testing.assert_array_equal(roll[:, :5], expected)
     assert not roll[:, 5:].any()
-    coin = chorales.generate(lambda c, x: (c, jnp.zeros(88)), (), jax.random.key(1), 50)
+    coin = chorales.generate(lambda c, x: (c, jnp.zeros(88)), (), 50, key=jax.random.key(1))
     assert abs(coin.mean() - 0.5) < 0.02
     with pytest.raises(ValueError, match="num_frames"):
-        chorales.generate(staircase, (), jax.random.key(0), 0)
+        chorales.generate(staircase, (), 0, key=jax.random.key(0))
 
 
 def test_persistence_and_autoregressive_forecasts():

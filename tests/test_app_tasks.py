@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import importlib
 import math
 import random
 import socket
@@ -20,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnlab import tasks
-from rnnlab.tasks import anomaly, chorales, forecasting, text, translation
+from rnnlab.tasks import _mnist1d, anomaly, chorales, forecasting, text, translation
 from rnnlab.tasks.base import Batch, stratified_split
 from rnnlab.tasks.classification import logistic_regression_baseline
 
@@ -69,7 +68,7 @@ def test_japanese_vowels_matches_the_published_figures():
     validation split takes 6 of each speaker's 30; standardization uses training frames."""
     task = tasks.make_task("japanese_vowels")
     train, validation, test = _classification_splits(task)
-    assert (task.input_size, task.output_size, task.steps, task.readout) == (12, 9, 29, "last")
+    assert (task.input_size, task.output_size, task.length, task.readout) == (12, 9, 29, "last")
     assert len(_labels(train)) + len(_labels(validation)) == 270 and len(_labels(test)) == 370
     np.testing.assert_array_equal(np.bincount(_labels(train)), [24] * 9)
     np.testing.assert_array_equal(np.bincount(_labels(validation)), [6] * 9)
@@ -96,7 +95,7 @@ def test_basic_motions_matches_the_published_figures():
     40 train and 40 test series."""
     task = tasks.make_task("basic_motions", 100)
     train, validation, test = _classification_splits(task)
-    assert (task.input_size, task.output_size, task.steps) == (6, 4, 100)
+    assert (task.input_size, task.output_size, task.length) == (6, 4, 100)
     assert task.extras["classes"] == ("badminton", "running", "standing", "walking")
     np.testing.assert_array_equal(np.bincount(_labels(train)), [8] * 4)
     np.testing.assert_array_equal(np.bincount(_labels(validation)), [2] * 4)
@@ -109,7 +108,7 @@ def test_mnist1d_matches_the_readme_and_leaves_numpy_random_alone():
     """Oracle: the mnist1d README — 4,000 train and 1,000 test sequences of length 40, and
     logistic regression on the raw sequence scores about 32% (README: 32%).  Generating
     the data must not change NumPy's global random state."""
-    importlib.import_module("rnnlab.tasks.mnist1d").load_mnist1d.cache_clear()
+    _mnist1d.load_mnist1d.cache_clear()
     python_state, numpy_state = random.getstate(), np.random.get_state()[1].copy()  # noqa: NPY002
     task = tasks.make_task("mnist1d")
     assert random.getstate() == python_state
@@ -379,10 +378,10 @@ def test_real_data_sampling_is_jittable_and_vmappable():
         (tasks.make_task("ecg_anomaly", 16), False),
     ):
         batch = jax.jit(jax.vmap(lambda key, task=task: task.sample(key, 4)))(keys)
-        chex.assert_shape(batch.inputs, (3, 4, task.steps, task.input_size))
+        chex.assert_shape(batch.inputs, (3, 4, task.length, task.input_size))
         assert (batch.lengths is not None) == has_lengths
         if has_lengths:
-            assert int(batch.lengths.max()) <= task.steps and int(batch.lengths.min()) >= 1
+            assert int(batch.lengths.max()) <= task.length and int(batch.lengths.min()) >= 1
 
 
 @given(

@@ -12,6 +12,7 @@ import pytest
 
 import rnnlab
 from rnnlab import cells
+from rnnlab.cells._lem import LEMCarry
 
 HIDDEN, FEATURES = 4, 3
 
@@ -76,7 +77,7 @@ def test_unroll_equals_numpy_transcription(dt):
     rng = np.random.default_rng(1)
     xs = rng.standard_normal((2, 30, FEATURES))
     y0, z0 = 0.5 * rng.standard_normal((2, 2, HIDDEN))
-    carry = cells.lem.LEMCarry(y=y0.astype(np.float32), z=z0.astype(np.float32))
+    carry = LEMCarry(y=y0.astype(np.float32), z=z0.astype(np.float32))
     want_ys, finals = numpy_lem(params, xs, dt, y0, z0)
     ys, final = _unroll(cell, params, xs.astype(np.float32), carry=carry)
     np.testing.assert_allclose(ys, want_ys, atol=2e-6)
@@ -100,7 +101,7 @@ def test_hidden_states_stay_within_the_bound_over_1000_steps(dt):
     xs = (10.0 * rng.standard_normal((4, 1000, 1))).astype(np.float32)
     y0 = rng.uniform(-0.5, 0.5, (4, 16)).astype(np.float32)
     z0 = rng.uniform(-3.0, 3.0, (4, 16)).astype(np.float32)
-    _, _, carries = _unroll(cell, params, xs, carry=cells.lem.LEMCarry(y0, z0), return_carries=True)
+    _, _, carries = _unroll(cell, params, xs, carry=LEMCarry(y0, z0), return_carries=True)
     bound_y = np.maximum(np.max(np.abs(y0), -1), 1.0)[:, None, None]
     bound_z = np.maximum(np.max(np.abs(z0), -1), 1.0)[:, None, None]
     assert np.all(np.abs(carries.y) <= bound_y)

@@ -1,4 +1,4 @@
-"""minGRU (``rnnlab.cells.mingru``) against Feng et al. 2024.
+"""minGRU (``rnnlab.cells._mingru``) against Feng et al. 2024.
 
 Oracles:
 
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab.cells.mingru import mingru
+from rnnlab.cells._mingru import mingru
 
 HIDDEN, FEATURES, TIME = 4, 3, 7
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

@@ -1,4 +1,4 @@
-"""minLSTM (``rnnlab.cells.minlstm``) against Feng et al. 2024.
+"""minLSTM (``rnnlab.cells._minlstm``) against Feng et al. 2024.
 
 Oracles:
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab.cells.minlstm import minlstm
+from rnnlab.cells._minlstm import minlstm
 
 HIDDEN, FEATURES, TIME = 4, 3, 7
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

@@ -1,4 +1,4 @@
-"""RG-LRU (``rnnlab.cells.rglru``) against De et al. 2024 (Griffin) and recurrentgemma.
+"""RG-LRU (``rnnlab.cells._rglru``) against De et al. 2024 (Griffin) and recurrentgemma.
 
 Oracles:
 
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import rnnlab
-from rnnlab.cells import rglru as rglru_module
-from rnnlab.cells.rglru import MAX_SQRT_GRADIENT, rglru, sqrt_bounded_derivative
+from rnnlab.cells import _rglru as rglru_module
+from rnnlab.cells._rglru import MAX_SQRT_GRADIENT, rglru, sqrt_bounded_derivative
 
 HIDDEN, FEATURES, TIME = 4, 3, 7
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

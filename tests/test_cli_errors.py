@@ -48,9 +48,9 @@ CASES = [
     ("train", ["--hidden-size", "100000000"],
      r"--hidden-size: the run needs about [\d.]+ PiB \(4e\+16 parameters .*\) but cpu memory is .*; lower hidden_size, .*"),
     ("train", ["--divergence-loss-factor", "0.5"], r"--divergence-loss-factor: must be > 1, got 0.5"),
-    ("sweep", ["--lr", "-1"], r"--lr: must be > 0, got -1 \(configuration \w+: .*\)"),
+    ("sweep", ["--learning-rate", "-1"], r"--learning-rate: must be > 0, got -1 \(configuration \w+: .*\)"),
     ("sweep", ["--cells", "lstm", "--axis", "lstm:forget_bias=nan"], r"--axis forget_bias: must be a number, got nan .*"),
-    ("sweep", ["--lr", "loguniform:1e-4:1e-1:100000000"], r"--lr: loguniform with n=100,000,000 values exceeds .*; lower n .*"),
+    ("sweep", ["--learning-rate", "loguniform:1e-4:1e-1:100000000"], r"--learning-rate: loguniform with n=100,000,000 values exceeds .*; lower n .*"),
     ("sweep", ["--seeds", "-1"], r"--seeds: seeds needs a count >= 1; got -1"),
     ("sweep", ["--cells", "lstn"], r"--cells: unknown cell 'lstn' \(did you mean 'lstm'\?\).*"),
     ("sweep", ["--eval-every", "7"], r"--eval-every: chunk_steps=7 must divide steps=1000; e.g. chunk_steps=5 .*"),
@@ -120,7 +120,7 @@ def test_explicit_flags_win_over_quick(experiments):
 
 def test_a_sweep_rerun_with_other_arguments_is_refused(experiments, capsys, tmp_path, monkeypatch):
     """Oracle: the arguments of the first session: once a sweep has results, a re-run with
-    another --lr is refused naming the change, while --strategy (which does not change the
+    another --learning-rate is refused naming the change, while --strategy (which does not change the
     results) may differ and is recorded."""
     sweep = experiments["sweep"]
 
@@ -131,9 +131,11 @@ def test_a_sweep_rerun_with_other_arguments_is_refused(experiments, capsys, tmp_
     monkeypatch.setattr(sweep, "run_and_report", start_only)
     out = str(tmp_path / "sweep")
     sweep.main(["--quick", "--out", out])
-    line = _error(sweep, ["--quick", "--lr", "loguniform:1e-3:1e-1:2", "--out", out], capsys)
+    line = _error(
+        sweep, ["--quick", "--learning-rate", "loguniform:1e-3:1e-1:2", "--out", out], capsys
+    )
     assert re.fullmatch(
-        r"error: --out: .* holds a sweep run with a different config \(lr: "
+        r"error: --out: .* holds a sweep run with a different config \(learning_rate: "
         r"'loguniform:1e-3:1e-1:4' -> 'loguniform:1e-3:1e-1:2'\); re-run with the same "
         r"arguments to resume it, or pass another folder",
         line,

@@ -47,7 +47,7 @@ def linear_rnn_norms(dtype, methods=("exact",)):
 
     def norms(rho):
         cell = rnnlab.rnn(6, activation="linear", recurrent_scale=rho, param_dtype=dtype)
-        keys = jax.random.split(jax.random.PRNGKey(0), 3)
+        keys = jax.random.split(jax.random.key(0), 3)
         params = cell.init(keys[0], 3)
         xs = jax.random.normal(keys[1], (2, 12, 3), dtype)
         readout = jax.random.normal(keys[2], (6,), dtype)
@@ -98,7 +98,7 @@ def tanh_rnn_norms(recurrent_init):
 
     def run(rho, seed, input_scale):
         cell = rnnlab.rnn(8, recurrent_init=recurrent_init, recurrent_scale=rho)
-        keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+        keys = jax.random.split(jax.random.key(seed), 3)
         params = cell.init(keys[0], 3)
         xs = input_scale * jax.random.normal(keys[1], (2, 20, 3))
         readout = jax.random.normal(keys[2], (8,))
@@ -130,10 +130,10 @@ def test_tanh_rnn_satisfies_pascanu_bound(rho, recurrent_init, seed, input_scale
 def test_pascanu_eta_uses_the_derivative_bound_and_rejects_gated_cells():
     """Oracle: gamma = 1/4 for the sigmoid (Pascanu et al. 2013, section 2.1)."""
     cell = rnnlab.rnn(4, activation="sigmoid", recurrent_scale=2.0)
-    params = cell.init(jax.random.PRNGKey(0), 2)
+    params = cell.init(jax.random.key(0), 2)
     np.testing.assert_allclose(diagnostics.pascanu_eta(cell, params), 0.5, rtol=1e-5)
     with pytest.raises(ValueError, match="Elman RNN"):
-        diagnostics.pascanu_eta(rnnlab.lstm(4), rnnlab.lstm(4).init(jax.random.PRNGKey(0), 2))
+        diagnostics.pascanu_eta(rnnlab.lstm(4), rnnlab.lstm(4).init(jax.random.key(0), 2))
 
 
 # -------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ FORGET_BIASES = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0])
 def lstm_cell_state_decay(forget_bias, seed):
     """``||dL/dc_1|| / ||dL/dc_{T-1}||`` for a loss on h_T, T = 60."""
     cell = rnnlab.lstm(16, forget_bias=forget_bias)
-    keys = jax.random.split(jax.random.PRNGKey(seed), 3)
+    keys = jax.random.split(jax.random.key(seed), 3)
     params = cell.init(keys[0], 4)
     xs = jax.random.normal(keys[1], (3, 60, 4))
     readout = jax.random.normal(keys[2], (16,))
@@ -173,15 +173,15 @@ def test_lstm_constant_error_carousel():
     (Hochreiter & Schmidhuber 1997), and c_T, formed after h_T, has no gradient."""
     hidden, steps = 8, 30
     cell = rnnlab.lstm(hidden, forget_bias=0.0)
-    params = cell.init(jax.random.PRNGKey(0), 3)
+    params = cell.init(jax.random.key(0), 3)
     pin = jnp.concatenate([jnp.full(hidden, -60.0), jnp.full(hidden, 60.0)])
     params["bias_ih"] = params["bias_ih"].at[: 2 * hidden].set(pin)  # i shut, f open
     params["bias_ih"] = params["bias_ih"].at[3 * hidden :].set(60.0)  # o open
     start = rnnlab.LSTMCarry(
-        h=jnp.zeros((2, hidden)), c=jax.random.normal(jax.random.PRNGKey(1), (2, hidden))
+        h=jnp.zeros((2, hidden)), c=jax.random.normal(jax.random.key(1), (2, hidden))
     )
-    xs = jax.random.normal(jax.random.PRNGKey(2), (2, steps, 3))
-    readout = jax.random.normal(jax.random.PRNGKey(3), (hidden,))
+    xs = jax.random.normal(jax.random.key(2), (2, steps, 3))
+    readout = jax.random.normal(jax.random.key(3), (hidden,))
     norms = diagnostics.carry_grad_norms(cell, params, xs, final_state_loss(readout), carry=start)
     np.testing.assert_allclose(norms.c[:-1], norms.c[0], rtol=1e-6)
     assert float(norms.c[0]) > 0.1
@@ -252,7 +252,7 @@ def test_norms_agree_with_python_loop(name):
     """Oracle: jax.grad / jax.jacobian of explicitly unrolled Python loops, per example,
     for a loss on every output, with lengths (padded steps get 0) and with reverse."""
     cell = CELLS[name]()
-    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    keys = jax.random.split(jax.random.key(7), 3)
     params = cell.init(keys[0], 3)
     xs = jax.random.normal(keys[1], (2, 6, 3))
     lengths = np.array([6, 3])
@@ -312,7 +312,7 @@ def test_scalar_curse_of_memory_matches_closed_form():
         "bias_ih": jnp.zeros(1),
         "bias_hh": jnp.zeros(1),
     }
-    xs = jax.random.normal(jax.random.PRNGKey(0), (samples, steps, 1))
+    xs = jax.random.normal(jax.random.key(0), (samples, steps, 1))
 
     def final_state(weight_hh, x):
         _, final = rnnlab.unroll(cell, {**params, "weight_hh": weight_hh}, x)
@@ -333,7 +333,7 @@ def test_recurrent_spectrum_matches_numpy():
     """Oracle: NumPy's SVD and eigvals of each [H, H] gate block; rho Q has all singular
     values rho (orthogonal init, Saxe et al. 2014)."""
     cell = rnnlab.lstm(5, recurrent_init="orthogonal", recurrent_scale=0.7)
-    params = cell.init(jax.random.PRNGKey(0), 2)
+    params = cell.init(jax.random.key(0), 2)
     spectrum = diagnostics.recurrent_spectrum(cell, params)
     chex.assert_shape(
         [spectrum.singular_values, spectrum.eigenvalues, spectrum.spectral_radius],
@@ -350,7 +350,7 @@ def test_recurrent_spectrum_matches_numpy():
         np.testing.assert_allclose(spectrum.spectral_radius[gate], np.max(np.abs(eig)), rtol=1e-5)
 
     rnn = rnnlab.rnn(6, recurrent_init="normal")
-    rnn_params = rnn.init(jax.random.PRNGKey(1), 2)
+    rnn_params = rnn.init(jax.random.key(1), 2)
     spectrum = diagnostics.recurrent_spectrum(rnn, rnn_params)
     weight = np.asarray(rnn_params["weight_hh"], np.float64)
     np.testing.assert_allclose(spectrum.singular_values[0], np.linalg.svd(weight)[1], rtol=1e-5)
@@ -382,7 +382,7 @@ def test_gradient_statistics_inside_jit_with_traced_clip_norm():
 def test_bad_arguments_raise_value_errors():
     """Oracle: the documented ValueErrors name the argument."""
     cell = rnnlab.gru(3)
-    params = cell.init(jax.random.PRNGKey(0), 2)
+    params = cell.init(jax.random.key(0), 2)
     xs = jnp.zeros((5, 2))
     with pytest.raises(ValueError, match="method"):
         diagnostics.jacobian_norms(cell, params, xs, method="svd")
@@ -401,8 +401,8 @@ def test_resets_cut_the_gradient_path():
     steps before k get no gradient from a loss on h_T, and steps from k on get exactly
     the norms of the suffix run alone."""
     cell = rnnlab.gru(4)
-    params = cell.init(jax.random.PRNGKey(0), 2)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (8, 2))
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (8, 2))
     loss = final_state_loss(jnp.ones(4))
     resets = jnp.arange(8) == 5
 

@@ -84,7 +84,7 @@ def test_scaled_orthogonal_rnn_has_every_exponent_log_rho():
     rhos = np.array([0.5, 1.0, 1.7])
     q = orthogonal(HIDDEN, 0)
     params = jax.vmap(lambda rho: linear_params(rho * q))(jnp.asarray(rhos))
-    xs = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 24, 1), jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (2, 3, 24, 1), jnp.float64)
     spectrum = jax.vmap(lambda p: linear_spectrum(p, xs, HIDDEN, every=2))(params)
     maximum = jax.vmap(lambda p: linear_max(p, xs))(params)
     chex.assert_shape(spectrum.exponents, (3, 2, 3, HIDDEN))
@@ -120,7 +120,7 @@ def test_diagonal_rnn_exponents_are_sorted_log_abs_eigenvalues(order, signs):
     with the axes).  The participation ratio of the first covariant vector is 1: it is
     the axis of the largest |lambda|."""
     diagonal = np.asarray(signs) * MAGNITUDES[np.asarray(order)]
-    xs = jax.random.normal(jax.random.PRNGKey(2), (300, 1), jnp.float64)
+    xs = jax.random.normal(jax.random.key(2), (300, 1), jnp.float64)
     params = linear_params(np.diag(diagonal))
     spectrum = linear_spectrum(params, xs, 4, every=3, transient=150)
     np.testing.assert_allclose(spectrum.exponents, np.log(MAGNITUDES[:4]), atol=1e-8)
@@ -156,7 +156,7 @@ def test_complex_carry_counts_real_and_imaginary_parts():
     of the 2H real coordinates."""
     eigenvalues = np.array([0.9 * np.exp(0.3j), 0.6 * np.exp(-2.0j), 0.3 * np.exp(1.0j)])
     cell = complex_diagonal_cell(eigenvalues)
-    xs = jax.random.normal(jax.random.PRNGKey(3), (200, 1), jnp.float64)
+    xs = jax.random.normal(jax.random.key(3), (200, 1), jnp.float64)
     spectrum = jax.jit(lambda p, x: dynamics.lyapunov_spectrum(cell, p, x, 6, transient=100))(
         cell.init(None, 1), xs
     )
@@ -186,7 +186,7 @@ def nonlinear_case(name: str):
         ),
         "gru": lambda: rnnlab.gru(12, recurrent_scale=4.0, param_dtype=jnp.float64),
     }[name]()
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    keys = jax.random.split(jax.random.key(0), 3)
     params = cell.init(keys[0], 2)
     xs = jax.random.normal(keys[1], (2, BRUTE_STEPS, 2), jnp.float64)
     carry = jax.tree.map(
@@ -199,10 +199,10 @@ def brute_force_exponent(cell, params, xs, carry):
     """Benettin's two-trajectory estimate without any derivative: run ``h`` and
     ``h + d`` (``||d|| = 1e-7``), and after every step add ``log(||d'|| / 1e-7)`` and
     rescale the separation ``d'`` back to 1e-7 (float64 keeps the error ~1e-7).  It
-    starts along max_lyapunov's default direction, ``normal(PRNGKey(0), [D, 1])``, so
+    starts along max_lyapunov's default direction, ``normal(jax.random.key(0), [D, 1])``, so
     the two agree at finite time even where the top exponents are nearly degenerate."""
     flat, unravel = jax.flatten_util.ravel_pytree(carry)
-    direction = jax.random.normal(jax.random.PRNGKey(0), (flat.size, 1), jnp.float64)[:, 0]
+    direction = jax.random.normal(jax.random.key(0), (flat.size, 1), jnp.float64)[:, 0]
 
     def body(state, x):
         h, d = state
@@ -249,8 +249,8 @@ def test_growth_matches_jacobian_norms(scale):
     lambda_1 = -0.40) and chaotic (g = 3, lambda_1 = +0.12) tanh RNNs, H = 8."""
     steps = 400
     cell = tanh_rnn(8, scale)
-    params = cell.init(jax.random.PRNGKey(0), 1)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (steps, 1), jnp.float64)
+    params = cell.init(jax.random.key(0), 1)
+    xs = jax.random.normal(jax.random.key(1), (steps, 1), jnp.float64)
 
     @jax.jit
     def measure(params, xs):
@@ -281,7 +281,7 @@ def test_flossing_loss_value_and_gradient():
     at a W with distinct exponents."""
     rho, k = 0.7, 3
     params = linear_params(rho * orthogonal(HIDDEN, 4))
-    xs = jax.random.normal(jax.random.PRNGKey(5), (2, 20, 1), jnp.float64)
+    xs = jax.random.normal(jax.random.key(5), (2, 20, 1), jnp.float64)
 
     @jax.jit
     @jax.value_and_grad
@@ -359,9 +359,9 @@ def test_hessian_of_rnn_loss_matches_the_full_hessian():
     written as a hand loop over ``cell.step``; Lanczos (m = P steps) runs on the loss
     through ``rnnlab.unroll`` and its fused custom_vjp path."""
     cell = rnnlab.rnn(2, activation="tanh", param_dtype=jnp.float64)
-    params = cell.init(jax.random.PRNGKey(0), 1)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (3, 5, 1), jnp.float64)
-    targets = jax.random.normal(jax.random.PRNGKey(2), (3, 2), jnp.float64)
+    params = cell.init(jax.random.key(0), 1)
+    xs = jax.random.normal(jax.random.key(1), (3, 5, 1), jnp.float64)
+    targets = jax.random.normal(jax.random.key(2), (3, 2), jnp.float64)
 
     def unrolled_loss(p):
         ys, _ = rnnlab.unroll(cell, p, xs)
@@ -390,7 +390,7 @@ def test_hessian_of_rnn_loss_matches_the_full_hessian():
 def test_bad_arguments_raise_errors_naming_them():
     """Oracle: each error message names the argument at fault."""
     lstm = rnnlab.lstm(4, param_dtype=jnp.float64)
-    params = lstm.init(jax.random.PRNGKey(0), 1)
+    params = lstm.init(jax.random.key(0), 1)
     xs = jnp.zeros((20, 1), jnp.float64)
     # D = 2H = 8 for the LSTM's (h, c): k = 8 is allowed, 9 is not.
     allowed = jax.eval_shape(lambda: dynamics.lyapunov_spectrum(lstm, params, xs, 8))

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rnnlab
-import rnnlab.cells.lstm as lstm_cell
+import rnnlab.cells._lstm as lstm_cell
 from rnnlab import fused
 from rnnlab.cells import DenseRecurrence
 

@@ -101,7 +101,7 @@ def test_a_second_run_is_refused_and_a_killed_holder_frees_the_folder(tmp_path):
                 pass
         config = TrainConfig(task="adding", length=4, hidden_size=4, steps=10, chunk_steps=10)
         with pytest.raises(io.FolderBusy, match=str(holder.pid)) as error:
-            run(config, folder, show_progress=False)
+            run(config, folder, progress=False)
         assert error.value.argument == "out"
         assert sorted(p.name for p in folder.iterdir()) == [io.LOCK_FILE]
     finally:

@@ -77,7 +77,7 @@ def test_stacked_bidirectional_under_nnx_jit_equals_the_pure_layer():
     forward, backward = nn.GRU(4, 3, rngs=rngs), nn.GRU(4, 3, rngs=rngs)
     top = nn.LSTM(6, 5, rngs=rngs)
     model = nn.Stacked([nn.Bidirectional(forward, backward), top], dropout_rate=0.5)
-    assert model.output_size == 5 and model.in_features == 4
+    assert model.output_size == 5 and model.input_size == 4
     params = (
         {"forward": forward.param_values(), "backward": backward.param_values()},
         top.param_values(),
@@ -162,9 +162,9 @@ def test_stacked_dropout_takes_a_key_or_eval_mode():
 def test_bad_compositions_raise():
     """Mismatched feature sizes and non-rnnlab modules raise ValueError naming the fix."""
     rngs = nnx.Rngs(0)
-    with pytest.raises(ValueError, match="in_features=5"):
+    with pytest.raises(ValueError, match="input_size=5"):
         nn.Stacked([nn.LSTM(4, 5, rngs=rngs), nn.LSTM(4, 5, rngs=rngs)])
-    with pytest.raises(ValueError, match="same in_features"):
+    with pytest.raises(ValueError, match="same input_size"):
         nn.Bidirectional(nn.GRU(4, 3, rngs=rngs), nn.GRU(2, 3, rngs=rngs))
     with pytest.raises(ValueError, match="layers\\[0\\]"):
         nn.Stacked([nnx.Linear(4, 5, rngs=rngs)])

@@ -35,7 +35,7 @@ CONFIG = TrainConfig(
     chunk_steps=10,
     eval_batch_size=8,
 )
-QUIET = dict(show_progress=False, plots=False)
+QUIET = dict(progress=False, plots=False)
 TIMING = "steps_per_second"
 
 

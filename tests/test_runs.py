@@ -23,7 +23,7 @@ TINY = dict(task="adding", length=8, cell="gru", hidden_size=8, batch_size=8, st
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    run(TrainConfig(**TINY), out, show_progress=False, plots=False)
+    run(TrainConfig(**TINY), out, progress=False, plots=False)
     return out
 
 
@@ -32,7 +32,7 @@ def text_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("text")
     config = TrainConfig(task="char_lm", length=12, cell="lstm", hidden_size=8, batch_size=4,
                          steps=4, chunk_steps=2, eval_batch_size=8)  # fmt: skip
-    run(config, out, show_progress=False, plots=False)
+    run(config, out, progress=False, plots=False)
     return out
 
 

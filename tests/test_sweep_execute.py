@@ -82,7 +82,7 @@ TOY_ALONE = {dim: jax.jit(functools.partial(toy_train, dim)) for dim in (2, 3)}
 def toy_alone(config):
     """One configuration trained on its own, outside the sweep machinery."""
     hparams = {name: np.float32(config[name]) for name in ("learning_rate", "scale")}
-    return TOY_ALONE[config["dim"]](jax.random.PRNGKey(config["seed"]), hparams)[1]
+    return TOY_ALONE[config["dim"]](jax.random.key(config["seed"]), hparams)[1]
 
 
 @given(
@@ -223,7 +223,7 @@ def test_real_vmapped_sweep_matches_training_alone(real_sweep):
     for config, row in zip(configs, result.rows, strict=True):
         hparams = dict(trainer.default_hparams())
         hparams.update({k: jnp.float32(v) for k, v in config.items() if k in hparams})
-        _, history = alone(jax.random.PRNGKey(config["seed"]), hparams)
+        _, history = alone(jax.random.key(config["seed"]), hparams)
         assert row["diverged"] == bool(history["diverged"])
         np.testing.assert_allclose(row["final_test_loss"], history["test_loss"][-1], rtol=2e-4)
         np.testing.assert_allclose(row["final_train_loss"], history["train_loss"][-1], rtol=2e-4)

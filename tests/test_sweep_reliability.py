@@ -63,8 +63,10 @@ def test_random_draws_are_not_rounded_into_fewer_configurations(text, count):
 
 def test_absurd_spaces_fail_fast_with_a_size_estimate():
     """Oracle: the limit: 1e8 values, or a product over a million, fail before expanding."""
-    with pytest.raises(ValueError, match=r"--lr: .*100,000,000 values .* about 95.4 GiB"):
-        parse_spec("loguniform:1e-4:1e-1:100000000", "--lr")
+    with pytest.raises(
+        ValueError, match=r"--learning-rate: .*100,000,000 values .* about 95.4 GiB"
+    ):
+        parse_spec("loguniform:1e-4:1e-1:100000000", "--learning-rate")
     space = product(a=parse_spec("uniform:0:1:1000"), b=parse_spec("uniform:0:1:1001"))
     started = time.perf_counter()
     with pytest.raises(ValueError, match="1,001,000 configurations"):

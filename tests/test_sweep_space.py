@@ -142,7 +142,7 @@ def test_parse_list_specs(text, expected):
 
 def test_parse_ranged_specs_round_trip():
     """Oracle: the constructor called with the spec's numbers, and describe() inverting parsing."""
-    assert parse_spec("loguniform:1e-4:1e-1:16", "--lr") == loguniform(1e-4, 1e-1, 16)
+    assert parse_spec("loguniform:1e-4:1e-1:16", "--learning-rate") == loguniform(1e-4, 1e-1, 16)
     assert parse_spec("uniform:0:2:5", "--fb") == uniform(0, 2, 5)
     assert parse_spec("loggrid:0.5:2:3") == loggrid(0.5, 2, 3)
     for dim in (loguniform(1e-4, 1e-1, 16), uniform(-1, 2, 3), choice([0, 1, 2])):
@@ -166,8 +166,8 @@ def test_parse_ranged_specs_round_trip():
 )
 def test_bad_specs_raise_clear_errors(text, message):
     """Oracle: each malformed spec is rejected, and the error names the option and the problem."""
-    with pytest.raises(ValueError, match="--lr") as error:
-        parse_spec(text, "--lr")
+    with pytest.raises(ValueError, match="--learning-rate") as error:
+        parse_spec(text, "--learning-rate")
     assert message in str(error.value)
 
 
@@ -191,7 +191,7 @@ def test_experiment_cli_rejects_bad_specs_before_training(capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for argv, option in [
-        (["--lr", "loguniform:1e-4:1e-1"], "--lr"),
+        (["--learning-rate", "loguniform:1e-4:1e-1"], "--learning-rate"),
         (["--axis", "forget_bias=0,,2"], "--axis"),
         (["--axis", "gru:forget_bias=0,1"], "--axis.*forget_bias"),
         (["--seeds", "two"], "--seeds"),

@@ -67,7 +67,7 @@ def test_adding_hochreiter_layout(length, seed):
     task = tasks.adding(length, variant="hochreiter")
     batch = task.sample(jax.random.key(seed), 16)
     lengths = np.asarray(batch.lengths)
-    assert task.steps == length + length // 10
+    assert task.length == length + length // 10
     assert lengths.min() >= length and lengths.max() <= length + length // 10
     values, markers = np.asarray(batch.inputs[..., 0]), np.asarray(batch.inputs[..., 1])
     np.testing.assert_array_equal(markers.sum(1), 2)
@@ -75,7 +75,7 @@ def test_adding_hochreiter_layout(length, seed):
     assert markers[:, :10].sum(1).min() >= 1
     assert np.all(np.nonzero(markers)[1] < length // 2 - 1)
     assert values.min() >= -1 and values.max() <= 1
-    padding = np.arange(task.steps)[None] >= lengths[:, None]
+    padding = np.arange(task.length)[None] >= lengths[:, None]
     assert np.all(values[padding] == 0)
     marked = (values * markers).sum(1)
     np.testing.assert_allclose(batch.targets[:, 0], 0.5 + marked / 4, rtol=1e-6)
@@ -85,8 +85,9 @@ def test_adding_hochreiter_layout(length, seed):
 @pytest.mark.parametrize("length", [1, 30])
 def test_copying_layout_and_baseline(length):
     """Oracle: Arjovsky et al. 2016 — layout, and the memoryless predictor's cross-entropy
-    10 log 8 / (T + 20), computed here from its definition."""
-    task = tasks.copying(length)
+    10 log 8 / (T + 20), computed here from its definition (``length`` is the delay T)."""
+    task = tasks.copying(delay=length)
+    assert task.length == length + 20
     batch = _sample(task, 64)
     chex.assert_shape(batch.inputs, (64, length + 20, 10))
     codes = np.asarray(batch.inputs.argmax(-1))
@@ -226,10 +227,10 @@ def test_generate_follows_a_deterministic_model():
     def step(carry, x):
         return carry, 50.0 * jnp.roll(x, 1)
 
-    text = tasks.generate(step, (), jax.random.key(0), vocabulary, "ab", 6, temperature=0.5)
+    text = tasks.generate(step, (), vocabulary, "ab", 6, temperature=0.5, key=jax.random.key(0))
     assert text == "cdabcd"
     with pytest.raises(ValueError, match="prompt"):
-        tasks.generate(step, (), jax.random.key(0), vocabulary, "xyz", 3)
+        tasks.generate(step, (), vocabulary, "xyz", 3, key=jax.random.key(0))
 
 
 def test_samples_are_jittable_and_vmappable():
@@ -237,7 +238,24 @@ def test_samples_are_jittable_and_vmappable():
     for task in (tasks.adding(12), tasks.temporal_order(20)):
         keys = jax.random.split(jax.random.key(1), 3)
         batch = jax.jit(jax.vmap(lambda k, t=task: t.sample(k, 4)))(keys)
-        chex.assert_shape(batch.inputs, (3, 4, task.steps, task.input_size))
+        chex.assert_shape(batch.inputs, (3, 4, task.length, task.input_size))
+
+
+def test_copying_length_is_the_total():
+    """Oracle: VOCAB.md — ``length`` is the total T + 2K, so ``length=L`` is ``delay=L - 2K``:
+    the same task record, and the same batch from the same key."""
+    by_length, by_delay = tasks.copying(30, copy_length=5), tasks.copying(delay=20, copy_length=5)
+    assert by_length.length == by_delay.length == 30
+    expected = {"delay": 20, "num_symbols": 8, "copy_length": 5}
+    assert by_length.describe == by_delay.describe == expected
+    assert tasks.make_task("copying", 30, copy_length=5).describe == by_length.describe
+    assert by_length.baseline_loss == by_delay.baseline_loss
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(by_length.sample(key, 2).inputs, by_delay.sample(key, 2).inputs)
+    with pytest.raises(ValueError, match=r"length must be an int >= 11.*delay="):
+        tasks.copying(10, copy_length=5)  # T + 2K leaves no room for a delay T >= 1
+    with pytest.raises(AttributeError, match="renamed Task.length"):
+        _ = by_length.steps
 
 
 @pytest.mark.parametrize(
@@ -247,7 +265,9 @@ def test_samples_are_jittable_and_vmappable():
         (lambda: tasks.adding(20, variant="hochreiter"), "length"),
         (lambda: tasks.adding(50, variant="arjovsky"), "variant"),
         (lambda: tasks.copying(0), "length"),
-        (lambda: tasks.copying(10, num_symbols=1), "num_symbols"),
+        (lambda: tasks.copying(30, num_symbols=1), "num_symbols"),
+        (lambda: tasks.copying(delay=0), "delay"),
+        (lambda: tasks.copying(copy_length=0), "copy_length"),
         (lambda: tasks.temporal_order(9), "length"),
         (lambda: tasks.temporal_order(100, num_classes=5), "num_classes"),
         (lambda: tasks.latch(3, informative_steps=3), "length"),

@@ -13,7 +13,7 @@ from rnnlab.tasks import make_task, teacher_student
 def test_targets_follow_the_teacher_recurrence():
     """Oracle: h_t = A h_{t-1} + B x_t, y_t = C h_t + D x_t stepped by hand in NumPy."""
     task = teacher_student(length=40, memory=0.9, teacher_size=5, input_size=2, output_size=3)
-    batch = jax.jit(task.sample, static_argnums=1)(jax.random.PRNGKey(0), 4)
+    batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(0), 4)
     assert batch.inputs.shape == (4, 40, 2) and batch.targets.shape == (4, 40, 3)
     system = task.extras["system"]
     inputs = np.asarray(batch.inputs, np.float64)
@@ -35,7 +35,7 @@ def test_teacher_memory_and_baseline(memory):
     np.testing.assert_allclose(
         np.sort(magnitudes), np.sort(np.abs(task.extras["system"]["eigenvalues"])), rtol=1e-9
     )
-    batch = task.sample(jax.random.PRNGKey(1), 4000)
+    batch = task.sample(jax.random.key(1), 4000)
     per_sequence = np.mean(np.sum(np.square(np.asarray(batch.targets, np.float64)), -1), -1)
     error = 4 * per_sequence.std() / np.sqrt(per_sequence.size)
     assert abs(per_sequence.mean() - task.baseline_loss) < error

@@ -150,7 +150,7 @@ def test_runner_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_path)
     """Oracle: the run's own records — a NaN injected in chunk 3 stops the run there with a
     message naming the step; the checkpoint of chunk 2, metrics and summary survive."""
     config = TrainConfig(**{**TINY, "steps": 50}, inject_nan_at_step=23)
-    result = run(config, tmp_path, show_progress=False, plots=False)
+    result = run(config, tmp_path, progress=False, plots=False)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["diverged"] is True and summary["diverged_step"] == 23
     assert "step 23" in summary["message"]
@@ -165,7 +165,7 @@ def test_runner_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_path)
     ]
     restored = restore_state(tmp_path)
     assert int(restored.step) == 20 and int(restored.diverged_step) == -1
-    stopped = run(config, tmp_path / "again", stop_after_chunks=2, show_progress=False)
+    stopped = run(config, tmp_path / "again", stop_after_chunks=2, progress=False)
     chex.assert_trees_all_equal(restored, stopped.state)
 
 
@@ -228,10 +228,10 @@ def test_stacked_layers_and_text_generation():
     text = generate(
         lambda carry, x: model.step(state.params, carry, x),
         model.initial_carry(()),
-        jax.random.key(1),
         vocabulary,
         "(",
         20,
+        key=jax.random.key(1),
     )
     assert len(text) == 20 and set(text) <= set(vocabulary)
 

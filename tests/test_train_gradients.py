@@ -229,7 +229,7 @@ def test_pascanu_temporal_order_follows_their_generator():
     distractors 2-5 elsewhere, class v0 + 2 v1; one L per batch in [min_length, length];
     zero inputs after L."""
     task = temporal_order(60, variant="pascanu", min_length=20)
-    assert task.input_size == 6 and task.steps == 60
+    assert task.input_size == 6 and task.length == 60
     seen = set()
     for seed in range(6):
         batch = jax.jit(task.sample, static_argnums=1)(jax.random.key(seed), 64)
@@ -314,7 +314,7 @@ def test_stateful_run_resumes_bit_identically(tmp_path):
         cell="gru", hidden_size=4, batch_size=2, steps=4, chunk_steps=2, gradient="tbptt:4",
         stateful=True,
     )  # fmt: skip
-    options = dict(show_progress=False, plots=False)
+    options = dict(progress=False, plots=False)
     assert run(config, tmp_path / "a", stop_after_chunks=1, **options).summary == {
         "stopped_at_step": 2
     }

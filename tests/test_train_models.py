@@ -166,7 +166,7 @@ def test_runner_reports_the_best_validation_record(tmp_path):
     validation_loss, the last record's stay as last_test_*, and early stopping ends the
     run within patience chunks of the best step."""
     config = TrainConfig(**{**SUNSPOTS, "steps": 200}, patience=3)
-    result = run(config, tmp_path, show_progress=False, plots=False)
+    result = run(config, tmp_path, progress=False, plots=False)
     records = io.read_jsonl(tmp_path / "metrics.jsonl")
     best = min(records, key=lambda r: r["validation_loss"])
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -213,8 +213,8 @@ def test_encoder_decoder_model_is_seq2seq_teacher_forced_and_greedy(strict_promo
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"task": "copying", "length": 5, "bidirectional": True}, "bidirectional"),
-        ({"task": "copying", "length": 5, "sequence_readout": "flatten"}, "sequence_readout"),
+        ({"task": "copying", "length": 25, "bidirectional": True}, "bidirectional"),
+        ({"task": "copying", "length": 25, "sequence_readout": "flatten"}, "sequence_readout"),
         ({"model": "encoder_decoder"}, "model"),
         ({"model": "encoder_decoder", "num_layers": 2}, "num_layers"),
         ({"attention": False}, "attention"),

@@ -54,16 +54,16 @@ def test_stop_and_resume_in_process_is_bit_identical(tmp_path):
     also when a metrics record was appended after the last checkpoint (a kill between the
     two writes): it is replayed, not duplicated."""
     config = TrainConfig(**CONFIG)
-    stopped = run(config, tmp_path / "a", stop_after_chunks=3, show_progress=False, plots=False)
+    stopped = run(config, tmp_path / "a", stop_after_chunks=3, progress=False, plots=False)
     assert stopped.summary == {"stopped_at_step": 30}
     assert not (tmp_path / "a" / "summary.json").exists()
     records = io.read_jsonl(tmp_path / "a" / "metrics.jsonl")
     io.append_jsonl(tmp_path / "a" / "metrics.jsonl", [{**records[-1], "step": 40}])
-    run(config, tmp_path / "a", show_progress=False, plots=False)
-    run(config, tmp_path / "b", show_progress=False, plots=False)
+    run(config, tmp_path / "a", progress=False, plots=False)
+    run(config, tmp_path / "b", progress=False, plots=False)
     _assert_same_run(tmp_path / "a", tmp_path / "b")
     with pytest.raises(ValueError, match="hidden_size"):
-        run(config.replace(hidden_size=16), tmp_path / "a", show_progress=False)
+        run(config.replace(hidden_size=16), tmp_path / "a", progress=False)
 
 
 def _train(out: Path, cache: Path, *extra: str) -> subprocess.Popen:

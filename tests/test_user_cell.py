@@ -140,9 +140,9 @@ def test_engine_traces_its_hyperparameter_and_the_runner_resumes(tmp_path):
     _, history = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0)), batched)
     assert not np.allclose(history["test_loss"][0], history["test_loss"][1])
 
-    whole = run(config, tmp_path / "whole", show_progress=False, plots=False)
-    run(config, tmp_path / "resumed", show_progress=False, plots=False, stop_after_chunks=1)
-    resumed = run(config, tmp_path / "resumed", show_progress=False, plots=False)
+    whole = run(config, tmp_path / "whole", progress=False, plots=False)
+    run(config, tmp_path / "resumed", progress=False, plots=False, stop_after_chunks=1)
+    resumed = run(config, tmp_path / "resumed", progress=False, plots=False)
     for a, b in zip(jax.tree.leaves(whole.state.params), jax.tree.leaves(resumed.state.params),
                     strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, b)
@@ -171,7 +171,7 @@ def test_sweep_vmaps_over_its_hyperparameter(strategy):
     trainer = make_train(TrainConfig(**TINY))
     for config, row in zip(configs, result.rows, strict=True):
         hparams = {**trainer.default_hparams(), "leak": jnp.float32(config["leak"])}
-        _, history = jax.jit(trainer.train)(jax.random.PRNGKey(config["seed"]), hparams)
+        _, history = jax.jit(trainer.train)(jax.random.key(config["seed"]), hparams)
         np.testing.assert_allclose(row["final_test_loss"], history["final_test_loss"], rtol=1e-4)
     with pytest.raises(ValueError, match="forget_bias.*cell 'user_leaky'"):
         TrainerBuilder(TINY).static_part({"forget_bias": 1.0})

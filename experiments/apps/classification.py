@@ -23,11 +23,10 @@ summary.json, results.csv, metrics.csv, learning_curves.png, comparison.png.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.tasks.classification import logistic_regression_baseline
 from rnnlab.train import TrainConfig
 from rnnlab.train.compare import (
@@ -85,7 +84,7 @@ def study(arguments, name: str, base: TrainConfig, *, bidirectional: bool, featu
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/classification",

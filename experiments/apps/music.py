@@ -25,14 +25,13 @@ comparison.png, sample.png and sample.mid.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from rnnlab import runtime
+from rnnlab import cli, runtime
 from rnnlab.plots.apps import plot_piano_roll
 from rnnlab.tasks import chorales
 from rnnlab.train import make_train
@@ -55,7 +54,7 @@ COLUMNS = ("model", "hidden_size", "parameters", "test_metric", "test_metric_std
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/music",
@@ -90,8 +89,8 @@ def main(argv=None) -> dict:
     roll = chorales.generate(
         lambda carry, x: model.step(params, carry, x),
         model.initial_carry(()),
-        jax.random.key(arguments.seeds),
         arguments.sample_frames,
+        key=jax.random.key(arguments.seeds),
     )
     out = Path(arguments.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,10 +19,9 @@ helps"), results.csv, metrics.csv, learning_curves.png and comparison.png.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from rnnlab import runtime
+from rnnlab import cli, runtime
 from rnnlab.tasks.classification import logistic_regression_baseline
 from rnnlab.train.compare import (
     add_arguments,
@@ -40,7 +39,7 @@ COLUMNS = ("model", "parameters", "test_metric", "test_metric_std", "seeds", "wa
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(parser, out="results/apps/speech", quick=QUICK)
     arguments = parse_arguments(parser, argv)
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)

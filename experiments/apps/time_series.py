@@ -26,14 +26,13 @@ sunspots_horizons.png, ecg_curves.png, ecg_comparison.png and ecg_scores.png.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from rnnlab import io, runtime
+from rnnlab import cli, io, runtime
 from rnnlab.plots import figure, save
 from rnnlab.plots.apps import plot_anomaly, plot_comparison, plot_curves, plot_forecasts
 from rnnlab.tasks import anomaly, forecasting
@@ -131,7 +130,7 @@ def _plot_sunspots(task, best, mean, bands, statistical, per_horizon, out: Path)
     series = task.extras["series"] * std + center
     years = 1700 + np.arange(len(series))
     starts = task.extras["split_starts"]
-    steps, horizon = task.steps, task.output_size
+    steps, horizon = task.length, task.output_size
     origins = np.arange(0, mean.shape[1], max(1, horizon))  # non-overlapping forecasts
     times = starts["test"] + steps - 1 + origins[:, None] + 1 + np.arange(horizon)
     network = mean[best.best_seed][origins] * std + center
@@ -252,7 +251,7 @@ def _ecg_training_values(task) -> np.ndarray:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/time_series",

@@ -24,14 +24,13 @@ attention.png (attention weights of the best attention model on test numbers).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from rnnlab import runtime
+from rnnlab import cli, runtime
 from rnnlab.plots.apps import plot_attention, plot_by_length
 from rnnlab.tasks import translation
 from rnnlab.train.compare import (
@@ -91,7 +90,7 @@ def attention_examples(result, batch, count: int = 3):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n")[0])
     add_arguments(
         parser,
         out="results/apps/translation",

@@ -11,9 +11,11 @@ it by name.  A user's own cell, defined anywhere, joins with one call::
 Registered names: see :func:`available`.
 """
 
+import importlib
+
 from rnnlab.cells._cell import Cell, DenseRecurrence, LinearRecurrence
+from rnnlab.cells._lstm import LSTMCarry
 from rnnlab.cells._registry import CellSpec, available, make, register, spec
-from rnnlab.cells.lstm import LSTMCarry
 
 __all__ = [
     "Cell",
@@ -27,18 +29,37 @@ __all__ = [
     "spec",
 ]
 
-# The registry: one line per cell, imported on first use.
-register("rnn", "rnnlab.cells.rnn:rnn")
-register("irnn", "rnnlab.cells.rnn:rnn", presets=dict(activation="relu", recurrent_init="identity"))
-register("lstm", "rnnlab.cells.lstm:lstm")
-register("gru", "rnnlab.cells.gru:gru")
-register("lru", "rnnlab.cells.lru:lru")
-register("mingru", "rnnlab.cells.mingru:mingru")
-register("minlstm", "rnnlab.cells.minlstm:minlstm")
-register("rglru", "rnnlab.cells.rglru:rglru")
-register("indrnn", "rnnlab.cells.indrnn:indrnn")
-register("cornn", "rnnlab.cells.cornn:cornn")
-register("lem", "rnnlab.cells.lem:lem")
-register("antisymmetric", "rnnlab.cells.antisymmetric:antisymmetric")
-register("mgu", "rnnlab.cells.mgu:mgu")
-register("orthogonal", "rnnlab.cells.orthogonal:orthogonal")
+# The registry: one line per cell, imported on first use.  The modules are private
+# (``rnnlab.cells._lstm``), so ``rnnlab.cells.lstm`` is the factory, never a module.
+register("rnn", "rnnlab.cells._rnn:rnn")
+register(
+    "irnn", "rnnlab.cells._rnn:rnn", presets={"activation": "relu", "recurrent_init": "identity"}
+)
+register("lstm", "rnnlab.cells._lstm:lstm")
+register("gru", "rnnlab.cells._gru:gru")
+register("lru", "rnnlab.cells._lru:lru")
+register("mingru", "rnnlab.cells._mingru:mingru")
+register("minlstm", "rnnlab.cells._minlstm:minlstm")
+register("rglru", "rnnlab.cells._rglru:rglru")
+register("indrnn", "rnnlab.cells._indrnn:indrnn")
+register("cornn", "rnnlab.cells._cornn:cornn")
+register("lem", "rnnlab.cells._lem:lem")
+register("antisymmetric", "rnnlab.cells._antisymmetric:antisymmetric")
+register("mgu", "rnnlab.cells._mgu:mgu")
+register("orthogonal", "rnnlab.cells._orthogonal:orthogonal")
+
+#: The built-in factories, reachable as ``rnnlab.cells.<name>`` (imported on first access).
+_FACTORIES = ("rnn", "lstm", "gru", "lru", "mingru", "minlstm", "rglru", "indrnn", "cornn",
+              "lem", "antisymmetric", "mgu", "orthogonal")  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name in _FACTORIES:
+        factory = importlib.import_module(f"rnnlab.cells._{name}").__dict__[name]
+        globals()[name] = factory
+        return factory
+    raise AttributeError(f"module 'rnnlab.cells' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_FACTORIES])

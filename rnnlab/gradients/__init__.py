@@ -28,6 +28,7 @@ the loss of one example at one step (see :mod:`rnnlab.gradients._base`).
 """
 
 from rnnlab.gradients._base import Chunk, Estimator, EstimatorState
+from rnnlab.gradients._uoro import uoro
 from rnnlab.gradients.compare import compare_gradients, estimator_costs, gradient_similarity
 from rnnlab.gradients.diagonal import diagonal_rtrl
 from rnnlab.gradients.forward import RTRL_MAX_SENSITIVITY_SIZE, rtrl
@@ -35,7 +36,6 @@ from rnnlab.gradients.regularizer import PASCANU_BOUND, pascanu_regularizer
 from rnnlab.gradients.snap import dense_units, snap1
 from rnnlab.gradients.spec import ESTIMATORS, EstimatorSpec, make_estimator, parse_estimator
 from rnnlab.gradients.truncated import bptt, tbptt
-from rnnlab.gradients.uoro import uoro
 
 __all__ = [
     "ESTIMATORS",

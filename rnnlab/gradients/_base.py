@@ -127,7 +127,7 @@ class Flat(NamedTuple):
 
     batch_shape: tuple[int, ...]
     size: int  # N
-    steps: int  # T
+    length: int  # T
     inputs: jax.Array  # [N, T, F]
     data: Any  # leaves [N, T, ...]
     resets: jax.Array  # [N, T] bool
@@ -189,7 +189,7 @@ def flatten_chunk(cell: Cell, params, state: EstimatorState, chunk: Chunk) -> Fl
     return Flat(
         batch_shape=batch_shape,
         size=size,
-        steps=steps,
+        length=steps,
         inputs=inputs.reshape(size, steps, features),
         data=flatten_batch(chunk.data, batch_shape),
         resets=resets.reshape(size, steps),

@@ -156,7 +156,7 @@ def online_estimator(
         if method.stochastic:
             key, chunk_key = jax.random.split(key)
             example = jax.tree.map(lambda a: a[0], flat.carry)
-            noise = method.noise(chunk_key, example, (flat.size, flat.steps))
+            noise = method.noise(chunk_key, example, (flat.size, flat.length))
         per_example = jax.vmap(one_example, in_axes=(None, 0, 0, 0, 0, 0, 0))
         losses, grads, carry, trace = per_example(
             params,

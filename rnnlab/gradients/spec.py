@@ -13,11 +13,11 @@ from typing import Any, NamedTuple
 
 from rnnlab.cells import Cell
 from rnnlab.gradients._base import Estimator, StepLoss
+from rnnlab.gradients._uoro import uoro
 from rnnlab.gradients.diagonal import diagonal_rtrl
 from rnnlab.gradients.forward import rtrl
 from rnnlab.gradients.snap import snap1
 from rnnlab.gradients.truncated import bptt, check_truncation, tbptt
-from rnnlab.gradients.uoro import uoro
 
 __all__ = ["ESTIMATORS", "EstimatorSpec", "make_estimator", "parse_estimator"]
 

@@ -179,7 +179,7 @@ def tbptt(cell: Cell, step_loss: StepLoss, k1: int, k2: int | None = None) -> Es
 
     def update(params, state, chunk: Chunk):
         flat = _base.flatten_chunk(cell, params, state, chunk)
-        steps, trace = flat.steps, state.trace
+        steps, trace = flat.length, state.trace
         check_truncation(k1, k2, steps)
         flatten = lambda tree: _base.flatten_batch(tree, flat.batch_shape)  # noqa: E731
         # The stream as seen by this update: the carried history, then the chunk.

@@ -175,9 +175,13 @@ def config_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def _inputs(trainable: Trainable, configs: Sequence[Mapping], size: int):
-    """Keys ``uint32[size, 2]`` and hparams ``{name: [size]}``, padded by repeating the last."""
+    """Keys ``uint32[size, 2]`` and hparams ``{name: [size]}``, padded by repeating the last.
+
+    The keys travel as the raw data of ``jax.random.key(seed)`` (NumPy can stack and
+    shard them); the trainer wraps them back into typed keys.
+    """
     padded = list(configs) + [configs[-1]] * (size - len(configs))
-    keys = np.stack([np.asarray(jax.random.PRNGKey(int(c.get("seed", 0)))) for c in padded])
+    keys = np.stack([jax.random.key_data(jax.random.key(int(c.get("seed", 0)))) for c in padded])
     hparams = {}
     for name, default in trainable.hparams.items():
         dtype = np.asarray(default).dtype

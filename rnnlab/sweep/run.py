@@ -156,7 +156,7 @@ def run_sweep(
 
     Args:
       configs: configurations with stable ids (:func:`rnnlab.sweep.configurations`).
-        A configuration's ``"seed"`` becomes ``jax.random.PRNGKey(seed)``; the keys
+        A configuration's ``"seed"`` becomes ``jax.random.key(seed)``; the keys
         outside ``build.static_part(config)`` are traced hyperparameters, and the
         static part groups configurations: each group compiles once.
       build: a picklable :class:`~rnnlab.sweep.execute.Builder`.

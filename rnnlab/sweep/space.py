@@ -13,7 +13,7 @@ distinct configurations (a range too narrow to hold them is an error).  This is
 Latin-hypercube sampling in one dimension: it covers the range evenly (heatmaps get
 one column per draw) while still drawing continuous values (Bergstra & Bengio 2012).
 The draws are a pure function of ``(space seed, dimension name, spec)``, so the same
-``--lr`` gives the same learning rates in every product of a union and on every rerun.
+``--learning-rate`` gives the same learning rates in every product of a union and on every rerun.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ def parse_spec(text: str, name: str = "value") -> Dimension:
 
     Args:
       text: the spec.
-      name: the option it came from (``"--lr"``), used in error messages.
+      name: the option it came from (``"--learning-rate"``), used in error messages.
 
     Raises:
       ValueError: naming the option, the bad part and the expected form.

@@ -10,17 +10,17 @@ from __future__ import annotations
 import difflib
 import inspect
 
-from rnnlab.tasks.adding import adding, multiplication
+from rnnlab.tasks._adding import adding, multiplication
+from rnnlab.tasks._copying import copying
+from rnnlab.tasks._digits import digits
+from rnnlab.tasks._latch import latch
+from rnnlab.tasks._mnist1d import mnist1d
+from rnnlab.tasks._teacher_student import teacher_student
+from rnnlab.tasks._temporal_order import temporal_order
 from rnnlab.tasks.anomaly import ecg_anomaly
 from rnnlab.tasks.base import Batch, Task
 from rnnlab.tasks.chorales import bach_chorales
-from rnnlab.tasks.copying import copying
-from rnnlab.tasks.digits import digits
 from rnnlab.tasks.forecasting import sunspots
-from rnnlab.tasks.latch import latch
-from rnnlab.tasks.mnist1d import mnist1d
-from rnnlab.tasks.teacher_student import teacher_student
-from rnnlab.tasks.temporal_order import temporal_order
 from rnnlab.tasks.text import char_lm, dyck_text, generate, shakespeare
 from rnnlab.tasks.translation import number_words_to_digits
 from rnnlab.tasks.uea import basic_motions, japanese_vowels

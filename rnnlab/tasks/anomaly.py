@@ -171,7 +171,7 @@ def ecg_anomaly(
     test_inputs, test_targets = evaluation["test"]
     return Task(
         name="ecg_anomaly",
-        steps=length,
+        length=length,
         input_size=1,
         output_size=horizon,
         readout="every",

@@ -45,7 +45,7 @@ class Batch(NamedTuple):
 class Stream(NamedTuple):
     """A task's long streams served in consecutive chunks, for stateful training.
 
-    ``B`` streams each advance ``T = task.steps`` steps per chunk, so the carry at the
+    ``B`` streams each advance ``T = task.length`` steps per chunk, so the carry at the
     end of one chunk is the right start for the next (text, long time series); a reset
     marks where a document starts and the carry must start afresh.  Pure and jittable,
     like ``Task.sample``.
@@ -118,8 +118,8 @@ class Task:
 
     Attributes:
       name: e.g. ``"adding"``.
-      steps: the number of input steps of a batch (the padded length for
-        variable-length tasks); the factory's ``length`` is in ``describe``.
+      length: ``T``, the number of input steps of a batch (the padded length for
+        variable-length tasks); the factory's own arguments are in ``describe``.
       input_size: ``F``.
       output_size: ``O``: regression outputs or classification logits.
       readout: ``"last"`` (one prediction per sequence, from the last valid step)
@@ -154,7 +154,7 @@ class Task:
     """
 
     name: str
-    steps: int
+    length: int
     input_size: int
     output_size: int
     readout: str
@@ -176,6 +176,11 @@ class Task:
             raise ValueError(f"readout={self.readout!r} must be one of {READOUTS}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective={self.objective!r} must be one of {OBJECTIVES}")
+
+    @property
+    def steps(self):
+        # Renamed (issue 14): ``steps`` means optimizer updates only; fail loudly, not silently.
+        raise AttributeError("Task.steps was renamed Task.length")
 
     def per_example_loss(self, outputs: jax.Array, batch: Batch) -> jax.Array:
         """Squared error, cross-entropy or summed binary cross-entropy per prediction:

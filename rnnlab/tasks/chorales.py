@@ -216,7 +216,7 @@ def markov_nll(train: list[np.ndarray], test: list[np.ndarray]) -> float:
     return float(nll.mean())
 
 
-def generate(step, carry, key: jax.Array, num_frames: int) -> np.ndarray:
+def generate(step, carry, num_frames: int, *, key: jax.Array) -> np.ndarray:
     r"""Samples a ``[num_frames, 88]`` bool piano roll from a next-frame model.
 
     The model's first input is the all-off start frame; each frame's 88 keys are then
@@ -227,8 +227,8 @@ def generate(step, carry, key: jax.Array, num_frames: int) -> np.ndarray:
       step: ``step(carry, x [88]) -> (carry, logits [88])``, one step of the model
         (e.g. ``lambda c, x: model.step(params, c, x)``).
       carry: the model's initial carry for one sequence.
-      key: PRNG key.
       num_frames: frames to sample (eighth notes).
+      key: PRNG key (keyword-only).
     """
     check_int("num_frames", num_frames, 1)
 
@@ -354,7 +354,7 @@ def bach_chorales(
     baseline = prior_nll(split["train"], split["test"])
     return Task(
         name="bach_chorales",
-        steps=window,
+        length=window,
         input_size=KEYS,
         output_size=KEYS,
         readout="every",

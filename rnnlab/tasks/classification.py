@@ -1,7 +1,7 @@
 """Sequence classification on a labelled data set: splits, padding, baselines.
 
 Shared by the real-data classification tasks (:mod:`rnnlab.tasks.uea`,
-:mod:`rnnlab.tasks.mnist1d`): variable-length sequences are padded and carry
+:mod:`rnnlab.tasks._mnist1d`): variable-length sequences are padded and carry
 ``lengths``, the training split gives up a stratified validation split, and the
 task carries the input-blind baseline.  :func:`logistic_regression_baseline` is the
 non-recurrent baseline an experiment computes in the same run.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rnnlab.tasks._digits import prior_baselines
 from rnnlab.tasks.base import (
     Batch,
     Task,
@@ -23,7 +24,6 @@ from rnnlab.tasks.base import (
     single_threaded_blas,
     stratified_split,
 )
-from rnnlab.tasks.digits import prior_baselines
 
 __all__ = [
     "labelled_sequences",
@@ -140,7 +140,7 @@ def labelled_sequences(
     channel is shifted and scaled by its mean and standard deviation over the valid
     steps of the remaining training sequences; padding stays zero.  The readout is
     the last valid step (``lengths - 1``); the baseline is the training prior
-    (:func:`rnnlab.tasks.digits.prior_baselines`) on the test labels.
+    (:func:`rnnlab.tasks._digits.prior_baselines`) on the test labels.
     """
     check_fraction("validation_fraction", validation_fraction)
     train_inputs, train_labels, train_lengths = train
@@ -171,7 +171,7 @@ def labelled_sequences(
     baseline_loss, baseline_accuracy = prior_baselines(train[1], test[1], num_classes)
     return Task(
         name=name,
-        steps=train[0].shape[1],
+        length=train[0].shape[1],
         input_size=train[0].shape[2],
         output_size=num_classes,
         readout="last",

@@ -100,7 +100,7 @@ def sunspots(
     baseline = float(np.mean(np.sum(test_targets**2, axis=-1)))
     return Task(
         name="sunspots",
-        steps=length,
+        length=length,
         input_size=1,
         output_size=horizon,
         readout="every",

@@ -279,7 +279,7 @@ def char_lm(
         validation_set = _one_hot_split(_windows(validation, length, max_test_windows), size)
     return Task(
         name="char_lm",
-        steps=length,
+        length=length,
         input_size=size,
         output_size=size,
         readout="every",
@@ -362,23 +362,25 @@ def shakespeare(
 def generate(
     step: Callable,
     carry,
-    key: jax.Array,
     vocabulary: str,
     prompt: str,
     num_chars: int,
     temperature: float = 1.0,
+    *,
+    key: jax.Array,
 ) -> str:
     r"""Samples ``num_chars`` characters after ``prompt`` from a character model.
 
     Args:
       step: ``step(carry, x [V]) -> (carry, logits [V])``, one step of the model
-        (e.g. ``functools.partial(trainer.model.step, state.params)``).
+        (e.g. ``lambda carry, x: model.step(params, carry, x)`` with
+        ``model = trainer.model(trainer.default_hparams())``).
       carry: the model's initial carry for an unbatched sequence.
-      key: PRNG key.
       vocabulary: the task's ``extras["vocabulary"]``.
       prompt: a non-empty string of vocabulary characters, consumed first.
       num_chars: how many characters to sample.
       temperature: logits are divided by it before sampling ``softmax(logits/τ)``.
+      key: PRNG key (keyword-only).
 
     Returns:
       The sampled continuation (without the prompt).

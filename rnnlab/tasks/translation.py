@@ -330,7 +330,7 @@ def number_words_to_digits(
     splits = {name: jax.tree.map(jnp.asarray, batch) for name, batch in splits.items()}
     return Task(
         name="translation",
-        steps=steps,
+        length=steps,
         input_size=len(SOURCE_VOCABULARY),
         output_size=len(TARGET_VOCABULARY),
         readout="every",

@@ -104,7 +104,7 @@ def train_models(
     seeds: int,
     *,
     label: str = "models",
-    show_progress: bool = True,
+    progress: bool = True,
     compiler_options: Mapping[str, Any] | None = None,
 ) -> dict[str, ModelResult]:
     """Trains every configuration for ``seeds`` seeds, each as one ``jit(vmap(train))``.
@@ -113,7 +113,7 @@ def train_models(
       configs: ``{label: config}``; all on the same task for a fair comparison.
       seeds: seeds per configuration, ``config.seed`` up.
       label: the progress line's label.
-      show_progress: print one progress line per configuration to stderr.
+      progress: print one progress line per configuration to stderr.
       compiler_options: XLA options of the compiled run (e.g. :data:`FAST_COMPILE`
         for smoke runs).
 
@@ -125,7 +125,7 @@ def train_models(
     results = {}
     with contextlib.ExitStack() as stack:
         bar = None
-        if show_progress:
+        if progress:
             bar = stack.enter_context(Progress(len(configs), label, unit="model", every=0.0))
         for name, config in configs.items():
             start = time.perf_counter()

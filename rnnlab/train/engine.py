@@ -187,7 +187,7 @@ def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.A
         layers, backward_from = tuple(recurrent(cell) for cell in cells), None
     layer = layers[0] if len(layers) == 1 else stacked(layers)
     flatten = task.readout == "last" and config.sequence_readout == "flatten"
-    hidden = layer.output_size * (task.steps if flatten else 1)
+    hidden = layer.output_size * (task.length if flatten else 1)
 
     def init(key):
         cell_key, readout_key = jax.random.split(key)
@@ -238,7 +238,7 @@ def encoder_decoder_model(
     )
     start, end = task.extras["bos"], task.extras.get("eos")
     pad = 0 if task.padding_label is None else task.padding_label
-    steps = task.extras.get("target_steps", task.steps)
+    steps = task.extras.get("target_steps", task.length)
 
     def init(key):
         return network.init(key, task.input_size, task.output_size)
@@ -502,7 +502,7 @@ class Trainer:
             return self.task.test_set()
         return self.task.sample(draw_key(key, EVAL_STREAM), self.config.eval_batch_size)
 
-    def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], key: jax.Array):
+    def evaluate(self, state: TrainState, hparams: Mapping[str, jax.Array], *, key: jax.Array):
         """Loss and metric on the held-out split, or on ``eval_batch_size`` fresh sequences.
 
         Returns:

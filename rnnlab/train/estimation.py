@@ -116,12 +116,12 @@ def check_gradient(config, task: Task, model, params) -> None:
     """Checks ``config.gradient``/``stateful`` against the built task and model.
 
     Raises:
-      ValueError: naming ``gradient`` for a truncation that does not fit ``T = task.steps``
+      ValueError: naming ``gradient`` for a truncation that does not fit ``T = task.length``
         or an RTRL sensitivity above its size threshold (suggesting snap1 or uoro), or
         ``stateful`` for a task without a stream.
     """
     try:
-        gradients.parse_estimator(config.gradient, length=task.steps)
+        gradients.parse_estimator(config.gradient, length=task.length)
         if uses_estimator(config):
             estimator = _estimator(config, task, model)
             jax.eval_shape(

@@ -312,7 +312,7 @@ def memory_estimate(trainer: Trainer) -> dict[str, int]:
     params = _nbytes(state[0])
     model = trainer.model(hparams)
     carry = _nbytes(jax.eval_shape(lambda: model.initial_carry(())))
-    steps = int(task.steps)
+    steps = int(task.length)
     train = ACTIVATION_FACTOR * config.batch_size * steps * carry
     evaluation = config.eval_batch_size * steps * carry
     return {
@@ -351,7 +351,7 @@ def check_memory(trainer: Trainer) -> dict[str, int]:
             argument,
             f"the run needs about {format_bytes(needed)} ({estimate['parameters']:.3g} parameters "
             f"with optimizer state: {format_bytes(estimate['state'])}; activations for "
-            f"batch_size={config.batch_size} x T={trainer.task.steps}: "
+            f"batch_size={config.batch_size} x T={trainer.task.length}: "
             f"{format_bytes(estimate['activations'])}) but {jax.devices()[0].platform} memory is "
             f"{format_bytes(available)}; lower hidden_size, num_layers, batch_size or length",
         )
@@ -431,7 +431,7 @@ def _config_details(trainer: Trainer) -> dict:
         "task": {
             "name": task.name,
             **task.describe,
-            "steps": task.steps,
+            "length": task.length,
             "input_size": task.input_size,
             "output_size": task.output_size,
             "readout": task.readout,
@@ -457,7 +457,7 @@ def run(
     out: str | Path,
     *,
     stop_after_chunks: int | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
     plots: bool = True,
     after_chunk: Callable[[int, int], None] | None = None,
 ) -> RunResult:
@@ -473,7 +473,7 @@ def run(
       out: the output folder.
       stop_after_chunks: stop (as if killed) after this many chunks of this call,
         before writing ``summary.json``; a test hook for resuming.
-      show_progress: print a progress bar (loss, metric, steps/s) to stderr.
+      progress: print a progress bar (loss, metric, steps/s) to stderr.
       plots: write the learning-curve PNGs.
       after_chunk: called as ``after_chunk(chunks_run, step)`` after each chunk's
         records and checkpoint are on disk (a test hook: a deterministic kill point).
@@ -513,9 +513,7 @@ def run(
             raise _checks.ArgumentError(problem.split(":")[0], problem)
 
     with folder.lock():
-        return _train(
-            trainer, folder, previous, stop_after_chunks, show_progress, plots, after_chunk
-        )
+        return _train(trainer, folder, previous, stop_after_chunks, progress, plots, after_chunk)
 
 
 def _read_summary(out: Path) -> dict | None:
@@ -544,7 +542,7 @@ def _finished(trainer: Trainer, out: Path, summary: dict) -> RunResult:
     return RunResult(summary, state, trainer, already_finished=True)
 
 
-def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, after_chunk):
+def _train(trainer, folder, previous, stop_after_chunks, progress, plots, after_chunk):
     config, task, out = trainer.config, trainer.task, folder.path
     train_chunk, evaluate, select = _compiled(_program_key(config))
     hparams = trainer.default_hparams()
@@ -578,7 +576,7 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
         label = f"{task.name} {config.cell} from step {done}"
         with contextlib.ExitStack() as stack:
             bar = None
-            if show_progress:
+            if progress:
                 bar = stack.enter_context(Progress(config.steps - done, label, unit="step"))
             while (
                 int(state.step) < config.steps
@@ -590,7 +588,7 @@ def _train(trainer, folder, previous, stop_after_chunks, show_progress, plots, a
                     return RunResult({"stopped_at_step": int(state.step)}, state, trainer)
                 chunk_start = time.perf_counter()
                 state, metrics = train_chunk(state, hparams)
-                evals = evaluate(state, hparams, state.eval_key)
+                evals = evaluate(state, hparams, key=state.eval_key)
                 state, validation = select(state, hparams)
                 row = _python_row({**summarize_chunk(task, state, metrics, evals), **validation})
                 elapsed = time.perf_counter() - chunk_start

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnlab.cells._cell import Cell
-from rnnlab.cells.mingru import log_g, make_min_cell
+from rnnlab.cells._mingru import log_g, make_min_cell
 
 
 def _log_coefficients(k_forget, k_input, candidate):
@@ -36,7 +36,7 @@ def minlstm(hidden_size: int, *, param_dtype=jnp.float32) -> Cell:
     Params: ``weight: [F, 3H]`` (columns ``W_f | W_i | W_h``) and ``bias: [3H]``,
     torch.nn.Linear's init ``U(-1/sqrt(F), 1/sqrt(F))`` as in the paper's code; no
     forget-gate bias.  Initial state ``h_0 = 0``; the paper's log-space code starts from
-    ``g(h_0)`` instead (see :func:`rnnlab.cells.mingru.mingru`).
+    ``g(h_0)`` instead (see :func:`rnnlab.cells.mingru`).
 
     Args:
       hidden_size: ``H``, the state and output size.

@@ -106,7 +106,7 @@ def teacher_student(
 
     return Task(
         name="teacher_student",
-        steps=length,
+        length=length,
         input_size=input_size,
         output_size=output_size,
         readout="every",

@@ -1,6 +1,6 @@
 r"""minGRU (Feng et al. 2024): a GRU whose gate and candidate read the input only, in log space.
 
-Also the shared construction of minLSTM (:mod:`rnnlab.cells.minlstm`), from the same paper.
+Also the shared construction of minLSTM (:mod:`rnnlab.cells._minlstm`), from the same paper.
 """
 
 from __future__ import annotations

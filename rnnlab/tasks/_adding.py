@@ -49,7 +49,7 @@ def _le_task(name: str, length: int, combine, baseline_loss: float, describe: di
 
     return Task(
         name=name,
-        steps=length,
+        length=length,
         input_size=2,
         output_size=1,
         readout="last",
@@ -113,7 +113,7 @@ def adding(length: int = 100, variant: str = "le") -> Task:
     tolerance = 4 * HOCHREITER_TOLERANCE
     return Task(
         name="adding",
-        steps=max_length,
+        length=max_length,
         input_size=2,
         output_size=1,
         readout="last",

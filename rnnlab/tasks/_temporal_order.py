@@ -129,7 +129,7 @@ def temporal_order(
 
     return Task(
         name="temporal_order",
-        steps=length,
+        length=length,
         input_size=symbols_count,
         output_size=num_classes,
         readout="last",

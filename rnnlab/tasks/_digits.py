@@ -97,7 +97,7 @@ def digits(
     test_inputs = test_images.reshape(-1, steps, features)
     return Task(
         name="digits",
-        steps=steps,
+        length=steps,
         input_size=features,
         output_size=NUM_CLASSES,
         readout="last",

@@ -44,7 +44,7 @@ def latch(length: int = 50, informative_steps: int = 3, noise_std: float = 0.2) 
 
     return Task(
         name="latch",
-        steps=length,
+        length=length,
         input_size=1,
         output_size=2,
         readout="last",
