@@ -10,7 +10,7 @@ Sections:
   compile seconds of (a) ``jit(value_and_grad(loss))`` of the model on one minibatch and
   (b) ``jit(trainer.train)``, the whole run (init, nested scans, sampler, optimizer,
   evaluation); their ratio; and the number of fusions (XLA CPU kernels) in each
-  optimized program.  Medians over ``--reps``; ``jax.clear_caches()`` between them.
+  optimized program.  Medians over ``--repetitions``; ``jax.clear_caches()`` between them.
 - ``processes``: wall seconds of whole commands in fresh processes, cold (an empty
   compilation cache folder) and then warm (the same folder again): ``experiments/train.py``
   at the ``programs`` shape, and with ``--with-experiments`` also ``grad_norms.py --quick``
@@ -23,7 +23,6 @@ and ``compile_time.png``.  Timings of a shared machine are noisy: use medians.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnlab import io, plots, runtime
+from rnnlab import cli, io, plots, runtime
 from rnnlab.bench import programs
 from rnnlab.train.runner import package_versions
 
@@ -39,14 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"])
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--length", type=int, default=100)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--chunk-steps", type=int, default=50)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--sections", nargs="+", default=["programs", "processes"])
     parser.add_argument(
         "--with-experiments",
@@ -57,8 +56,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.cells, args.hidden_size, args.length = args.cells[:1], 4, 5
-        args.steps, args.chunk_steps, args.reps = 4, 2, 1
-    for name in ("hidden_size", "length", "steps", "chunk_steps", "reps"):
+        args.steps, args.chunk_steps, args.repetitions = 4, 2, 1
+    for name in ("hidden_size", "length", "steps", "chunk_steps", "repetitions"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.steps % args.chunk_steps:
@@ -74,7 +73,7 @@ def measure_programs(args, cell) -> dict:
         length=args.length,
         steps=args.steps,
         chunk_steps=args.chunk_steps,
-        repetitions=args.reps,
+        repetitions=args.repetitions,
     )
 
 
