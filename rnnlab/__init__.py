@@ -24,23 +24,17 @@ Map of the package:
 - :mod:`rnnlab.interop`: weights to and from ``torch.nn`` and ``flax`` cells.
 - :mod:`rnnlab.runs`: load a run, evaluate or sample its checkpoint, compare runs.
 
-Submodules other than ``cells``, ``layers`` and ``unrolling`` load on first use.
+Every submodule and top-level name loads on first use.
 """
 
 import importlib
 
-from rnnlab import cells, layers, unrolling
-from rnnlab.cells import Cell, LSTMCarry
-from rnnlab.cells._gru import gru
-from rnnlab.cells._lstm import lstm
-from rnnlab.cells._rnn import rnn
-from rnnlab.layers import Layer, bidirectional, recurrent, stacked
-from rnnlab.unrolling import unroll
-
-#: Submodules imported on first attribute access, so ``import rnnlab`` costs little more
-#: than ``import jax`` (flax, optax, orbax, matplotlib and torch load only when used).
+#: Everything loads on first use, so ``import rnnlab`` (and ``from rnnlab import cli`` in a
+#: script's ``--help``) imports no JAX; ``rnnlab.unroll`` or ``rnnlab.cells`` then load
+#: what they need (flax, optax, orbax, matplotlib and torch only where used).
 _LAZY = (
     "bench",
+    "cells",
     "diagnostics",
     "dynamics",
     "fused",
@@ -48,6 +42,7 @@ _LAZY = (
     "initializers",
     "interop",
     "io",
+    "layers",
     "nn",
     "parallel",
     "plots",
@@ -58,19 +53,37 @@ _LAZY = (
     "sweep",
     "tasks",
     "train",
+    "unrolling",
 )
+
+#: Top-level names and the module that defines each.
+_ATTRIBUTES = {
+    "Cell": "rnnlab.cells",
+    "LSTMCarry": "rnnlab.cells",
+    "gru": "rnnlab.cells._gru",
+    "lstm": "rnnlab.cells._lstm",
+    "rnn": "rnnlab.cells._rnn",
+    "Layer": "rnnlab.layers",
+    "bidirectional": "rnnlab.layers",
+    "recurrent": "rnnlab.layers",
+    "stacked": "rnnlab.layers",
+    "unroll": "rnnlab.unrolling",
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        module = importlib.import_module(f"rnnlab.{name}")
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    elif name in _LAZY:
+        value = importlib.import_module(f"rnnlab.{name}")
+    else:
+        raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_ATTRIBUTES})
 
 
 __version__ = "0.1.0"
