@@ -1,5 +1,9 @@
-"""Shared test settings sized for a 2-core CI machine: hypothesis profiles, and XLA's
-CPU backend without its LLVM optimization passes.
+"""Shared test settings: strict dtype promotion everywhere, and, sized for a 2-core CI
+machine, hypothesis profiles and XLA's CPU backend without its LLVM optimization passes.
+
+Every test runs with ``jax_numpy_dtype_promotion="strict"`` (set globally, so threads the
+library starts are strict too): an implicit upcast, in a test or in the library, is an
+error.  A test that must mix dtypes says so with ``jax.numpy_dtype_promotion("standard")``.
 
 Most of the suite's time is XLA compiling small programs that then run for
 milliseconds.  ``--xla_backend_optimization_level=0`` skips LLVM's optimizations: on
@@ -20,7 +24,10 @@ if os.environ.get("RNNLAB_TEST_XLA_OPT") != "1":  # before anything imports jax
     if "xla_backend_optimization_level" not in _flags:
         os.environ["XLA_FLAGS"] = f"{_flags} {_FLAG}".strip()
 
+import jax
 from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Each hypothesis example of a shape property compiles a new XLA program (about 0.5 s), so
 # CI draws 10 examples per property; HYPOTHESIS_PROFILE=dev draws 60.

@@ -38,12 +38,6 @@ NAMES = cells.available()
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 @functools.cache
 def built(name):
     cell = cells.make(name, HIDDEN)

@@ -30,12 +30,6 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0}
 FULL = np.full((2, 2), TIME)  # lengths for the NumPy oracles: the first configuration
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 

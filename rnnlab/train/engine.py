@@ -288,14 +288,33 @@ def make_optimizer(config: TrainConfig, hparams: Mapping[str, jax.Array]):
         return hparams["learning_rate"] * learning_rate_factor(config, count)
 
     if config.optimizer == "adamw":
-        return optax.adamw(learning_rate, weight_decay=hparams["weight_decay"])
+        return _standard_promotion(optax.adamw(learning_rate, weight_decay=hparams["weight_decay"]))
     if config.optimizer == "sgd":
         base = optax.sgd(learning_rate, momentum=hparams["momentum"])
     elif config.optimizer == "adam":
         base = optax.adam(learning_rate)
     else:
         base = optax.rmsprop(learning_rate, momentum=hparams["momentum"])
-    return optax.chain(optax.add_decayed_weights(hparams["weight_decay"]), base)
+    return _standard_promotion(
+        optax.chain(optax.add_decayed_weights(hparams["weight_decay"]), base)
+    )
+
+
+def _standard_promotion(
+    transformation: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+    """``transformation`` with its update traced under standard dtype promotion.
+
+    optax mixes its ``int32`` step count with Python floats (Adam's bias correction
+    ``1 - b1**count``), which ``jax_numpy_dtype_promotion="strict"`` rejects; the exemption
+    covers optax's code only, so training runs for a user who turns strict promotion on.
+    """
+
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion("standard"):
+            return transformation.update(updates, state, params)
+
+    return optax.GradientTransformation(transformation.init, update)
 
 
 def _as_key(key: jax.Array) -> jax.Array:
