@@ -51,3 +51,18 @@ def load_experiment(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def sequential_and_parallel(cell, xs, carry, *, seed: int = 3):
+    """``(params, {path: (ys, final)})``: ``cell.init(jax.random.key(seed), F)`` unrolled
+    from ``carry`` over ``xs: [..., T, F]`` on the sequential and on the parallel path, for
+    a test that checks both against a NumPy transcription of the paper."""
+    import jax
+    import numpy as np
+
+    import rnnlab
+
+    params = jax.tree.map(np.asarray, cell.init(jax.random.key(seed), xs.shape[-1]))
+    unroll = jax.jit(rnnlab.unroll, static_argnums=0, static_argnames="path")
+    paths = ("sequential", "parallel")
+    return params, {path: unroll(cell, params, xs, carry=carry, path=path) for path in paths}

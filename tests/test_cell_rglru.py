@@ -4,9 +4,9 @@ Oracles:
 
 - a NumPy transcription of the paper's equations (``a_t = sigmoid(-Lambda)^(c r_t)``,
   ``sqrt(1 - a_t^2)`` input normalization), stepped in float64;
-- the sequential path for the parallel path: equal to 1e-10 in float64 and 1e-5 in
-  float32, values and gradients, for hypothesis-drawn lengths, resets, reverse, batch
-  shapes and initial carries;
+- the transcription checks the sequential and the parallel path alike (the property
+  that the parallel path equals the sequential one, values and gradients, for
+  hypothesis-drawn lengths, resets and directions, is in test_cell_contract.py);
 - ``min(1 / (2 sqrt(x)), 1000)``, the bounded derivative of the square root, and the
   chain rule through one step at ``a_t -> 1``, in closed form;
 - the uniform distributions of the two initializations (Kolmogorov-Smirnov distance).
@@ -14,20 +14,17 @@ Oracles:
 The generic contract (hand loop, padding, resets, T=1000) is in test_cell_contract.py.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import sequential_and_parallel
 
 import rnnlab
 from rnnlab.cells import rglru as rglru_module
 from rnnlab.cells.rglru import MAX_SQRT_GRADIENT, rglru, sqrt_bounded_derivative
 
 HIDDEN, FEATURES, TIME = 4, 3, 7
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-FULL = np.full((2, 2), TIME)  # lengths for the NumPy oracles: the first configuration
 
 
 def sigmoid(x):
@@ -50,43 +47,6 @@ def numpy_rglru(params, xs, h, c=8.0):
     return np.stack(hs, axis=-2)
 
 
-@functools.cache
-def compiled(dtype):
-    """The cell, its params and one jitted function giving both paths' values and gradients."""
-    cell = rglru(HIDDEN, param_dtype=dtype)
-    params = jax.tree.map(np.asarray, cell.init(jax.random.key(3), FEATURES))
-
-    # Both paths are compiled alike; XLA's backend optimizations would only double the
-    # compile time, which dominates these tests.
-    @functools.partial(jax.jit, static_argnames="reverse", compiler_options=FAST_COMPILE)
-    def both_paths(params, xs, carry, lengths, resets, weights, reverse):
-        results = {}
-        for path in ("sequential", "parallel"):
-
-            def loss(params, xs, carry, path=path):
-                ys, final = rnnlab.unroll(cell, params, xs, carry=carry, lengths=lengths,
-                                          resets=resets, reverse=reverse, path=path)  # fmt: skip
-                return jnp.sum(jnp.sin(ys) * weights) + jnp.sum(final**2), (ys, final)
-
-            grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
-            (_, values), grads = grad(params, xs, carry)
-            results[path] = (values, grads)
-        return results
-
-    return params, both_paths
-
-
-def run(dtype, xs, carry, lengths=None, resets=None, reverse=False, seed=0):
-    params, both_paths = compiled(dtype)
-    batch_shape = xs.shape[:-2]
-    resets = np.zeros((*batch_shape, TIME), bool) if resets is None else resets
-    weights = np.random.default_rng(seed).standard_normal((*batch_shape, TIME, HIDDEN))
-    cast = lambda a: np.asarray(a, dtype)  # noqa: E731
-    return params, both_paths(
-        params, cast(xs), cast(carry), lengths, resets, cast(weights), reverse=reverse
-    )
-
-
 def inputs(seed, batch_shape):
     rng = np.random.default_rng(seed)
     xs = 2 * rng.standard_normal((*batch_shape, TIME, FEATURES))
@@ -96,9 +56,9 @@ def inputs(seed, batch_shape):
 def test_numpy_transcription_equals_both_paths_in_float64():
     with jax.enable_x64(True):
         xs, carry = inputs(0, (2, 2))
-        params, results = run(jnp.float64, xs, carry, FULL)
+        params, results = sequential_and_parallel(rglru(HIDDEN, param_dtype=jnp.float64), xs, carry)
         want = numpy_rglru(params, xs, carry)
-        for path, ((ys, final), _) in results.items():
+        for path, (ys, final) in results.items():
             np.testing.assert_allclose(ys, want, rtol=1e-12, atol=1e-12, err_msg=path)
             np.testing.assert_allclose(final, want[..., -1, :], rtol=1e-12, atol=1e-12)
 
