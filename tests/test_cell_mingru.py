@@ -17,10 +17,8 @@ The generic contract (hand loop, padding, resets, T=1000) is in test_cell_contra
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from conftest import sequential_and_parallel
 
-import rnnlab
 from rnnlab.cells.mingru import mingru
 
 HIDDEN, FEATURES, TIME = 4, 3, 7
@@ -103,16 +101,3 @@ def test_init_is_torch_linear_uniform():
         cdf = (values + bound) / (2 * bound)
         distance = np.max(np.abs(cdf - np.arange(1, values.size + 1) / values.size))
         assert distance < 1.36 / np.sqrt(values.size), name
-
-
-@pytest.mark.parametrize("hidden_size", [0, -2, 2.5, True])
-def test_bad_hidden_size_raises_naming_it(hidden_size):
-    with pytest.raises(ValueError, match="hidden_size"):
-        mingru(hidden_size)
-
-
-def test_bad_input_size_and_unknown_hyperparameter_raise_naming_them():
-    with pytest.raises(ValueError, match="input_size"):
-        mingru(3).init(jax.random.key(0), 0)
-    with pytest.raises(ValueError, match="forget_bias"):
-        rnnlab.cells.make("mingru", 3, forget_bias=1.0)

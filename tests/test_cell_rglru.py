@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from conftest import sequential_and_parallel
 
-import rnnlab
 from rnnlab.cells import rglru as rglru_module
 from rnnlab.cells.rglru import MAX_SQRT_GRADIENT, rglru, sqrt_bounded_derivative
 
@@ -161,16 +160,3 @@ def test_init_draws_the_stated_uniform(a_init):
 def test_bad_hyperparameters_raise_naming_them(hyperparameters, named):
     with pytest.raises(ValueError, match=named):
         rglru(3, **hyperparameters)
-
-
-@pytest.mark.parametrize("hidden_size", [0, -2, 2.5, True])
-def test_bad_hidden_size_raises_naming_it(hidden_size):
-    with pytest.raises(ValueError, match="hidden_size"):
-        rglru(hidden_size)
-
-
-def test_bad_input_size_and_unknown_hyperparameter_raise_naming_them():
-    with pytest.raises(ValueError, match="input_size"):
-        rglru(3).init(jax.random.key(0), 0)
-    with pytest.raises(ValueError, match="r_min"):
-        rnnlab.cells.make("rglru", 3, r_min=0.5)
