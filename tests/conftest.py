@@ -66,3 +66,13 @@ def sequential_and_parallel(cell, xs, carry, *, seed: int = 3):
     unroll = jax.jit(rnnlab.unroll, static_argnums=0, static_argnames="path")
     paths = ("sequential", "parallel")
     return params, {path: unroll(cell, params, xs, carry=carry, path=path) for path in paths}
+
+
+def ks_distance_to_uniform(values, low: float, high: float) -> float:
+    """The Kolmogorov-Smirnov distance of ``values`` to the uniform CDF on ``[low, high]``
+    (critical values for n draws: 1.36/sqrt(n) at 5%, 1.63/sqrt(n) at 1%)."""
+    import numpy as np
+
+    values = np.sort(np.asarray(values, np.float64).ravel())
+    cdf = (values - low) / (high - low)
+    return float(np.max(np.abs(cdf - np.arange(1, values.size + 1) / values.size)))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import sequential_and_parallel
+from conftest import ks_distance_to_uniform, sequential_and_parallel
 
 from rnnlab.cells import rglru as rglru_module
 from rnnlab.cells.rglru import MAX_SQRT_GRADIENT, rglru, sqrt_bounded_derivative
@@ -117,12 +117,6 @@ def test_gradients_finite_at_a_equal_one_only_with_the_bound(monkeypatch):
         monkeypatch.setattr(rglru_module, "sqrt_bounded_derivative", jnp.sqrt)
         leaves = jax.tree.leaves(first_output_gradient(params))
         assert not all(np.all(np.isfinite(leaf)) for leaf in leaves)
-
-
-def ks_distance_to_uniform(values, low, high):
-    values = np.sort(np.asarray(values, np.float64).ravel())
-    cdf = (values - low) / (high - low)
-    return np.max(np.abs(cdf - np.arange(1, values.size + 1) / values.size))
 
 
 @pytest.mark.parametrize("a_init", ["paper", "recurrentgemma"])
