@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from rnnlab import unrolling
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
@@ -182,10 +183,17 @@ def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.A
 
     def init(key):
         cell_key, readout_key = jax.random.split(key)
-        weight = jax.random.normal(readout_key, (hidden, task.output_size)) / jnp.sqrt(hidden)
+        cell_params = layer.init(cell_key, task.input_size)
+        # The readout takes the precision the layer computes in (unroll's dtype policy),
+        # not JAX's default float, which is float64 under x64: nothing is promoted.
+        dtype = unrolling._compute_dtype(cell_params, jnp.zeros((), jnp.float32))
+        weight = jax.random.normal(readout_key, (hidden, task.output_size), dtype)
         return {
-            "cell": layer.init(cell_key, task.input_size),
-            "readout": {"weight": weight, "bias": jnp.zeros((task.output_size,))},
+            "cell": cell_params,
+            "readout": {
+                "weight": weight / jnp.sqrt(jnp.asarray(hidden, dtype)),
+                "bias": jnp.zeros((task.output_size,), dtype),
+            },
         }
 
     def readout(params, ys):
