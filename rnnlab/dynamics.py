@@ -329,8 +329,8 @@ def lyapunov_spectrum(
         exponents = mean of local_b over the blocks after the transient
 
     with ``J_t = d h_t / d h_{t-1}`` the Jacobian of ``cell.step`` on the flattened carry
-    (``D`` real numbers; see the module doc; ``cell.step_projected`` on hoisted input
-    projections when the cell has them) and ``m = reorthonormalize_every``.  The
+    (``D`` real numbers; see the module doc; ``cell.prepare``, when the cell declares it,
+    runs once before the loop) and ``m = reorthonormalize_every``.  The
     trajectory is cut into ``n = T // m`` blocks (a remainder of ``T mod m`` steps is not
     used); the first ``ceil(transient / m)`` blocks let the state and the tangent basis
     converge and are left out of the average.

@@ -1,5 +1,9 @@
-"""Shared test settings sized for a 2-core CI machine: hypothesis profiles, and XLA's
-CPU backend without its LLVM optimization passes.
+"""Shared test settings: strict dtype promotion everywhere, and, sized for a 2-core CI
+machine, hypothesis profiles and XLA's CPU backend without its LLVM optimization passes.
+
+Every test runs with ``jax_numpy_dtype_promotion="strict"`` (set globally, so threads the
+library starts are strict too): an implicit upcast, in a test or in the library, is an
+error.  A test that must mix dtypes says so with ``jax.numpy_dtype_promotion("standard")``.
 
 Most of the suite's time is XLA compiling small programs that then run for
 milliseconds.  ``--xla_backend_optimization_level=0`` skips LLVM's optimizations: on
@@ -20,7 +24,10 @@ if os.environ.get("RNNLAB_TEST_XLA_OPT") != "1":  # before anything imports jax
     if "xla_backend_optimization_level" not in _flags:
         os.environ["XLA_FLAGS"] = f"{_flags} {_FLAG}".strip()
 
+import jax
 from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 # Each hypothesis example of a shape property compiles a new XLA program (about 0.5 s), so
 # CI draws 10 examples per property; HYPOTHESIS_PROFILE=dev draws 60.
@@ -44,3 +51,28 @@ def load_experiment(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def sequential_and_parallel(cell, xs, carry, *, seed: int = 3):
+    """``(params, {path: (ys, final)})``: ``cell.init(jax.random.key(seed), F)`` unrolled
+    from ``carry`` over ``xs: [..., T, F]`` on the sequential and on the parallel path, for
+    a test that checks both against a NumPy transcription of the paper."""
+    import jax
+    import numpy as np
+
+    import rnnlab
+
+    params = jax.tree.map(np.asarray, cell.init(jax.random.key(seed), xs.shape[-1]))
+    unroll = jax.jit(rnnlab.unroll, static_argnums=0, static_argnames="path")
+    paths = ("sequential", "parallel")
+    return params, {path: unroll(cell, params, xs, carry=carry, path=path) for path in paths}
+
+
+def ks_distance_to_uniform(values, low: float, high: float) -> float:
+    """The Kolmogorov-Smirnov distance of ``values`` to the uniform CDF on ``[low, high]``
+    (critical values for n draws: 1.36/sqrt(n) at 5%, 1.63/sqrt(n) at 1%)."""
+    import numpy as np
+
+    values = np.sort(np.asarray(values, np.float64).ravel())
+    cdf = (values - low) / (high - low)
+    return float(np.max(np.abs(cdf - np.arange(1, values.size + 1) / values.size)))

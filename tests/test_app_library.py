@@ -12,13 +12,6 @@ from rnnlab.tasks import anomaly, chorales, translation
 from rnnlab.tasks.base import single_threaded_blas
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    """Every JAX computation here runs with strict dtype promotion: no silent upcasts."""
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def test_generate_feeds_each_sampled_frame_back_and_samples_keys_independently():
     """Oracle: a model whose logits are +-40 (probabilities 1 and 0 to float32 precision):
     key k+1 sounds exactly when key k sounded in the previous frame, so from the all-off

@@ -28,13 +28,6 @@ SHAKESPEARE_SHA256 = "70ce81ee02d29925608d17b6bbdeaf33a1c812bab498e60a3840c6f823
 
 
 @pytest.fixture(autouse=True)
-def strict_promotion():
-    """Every JAX computation here runs with strict dtype promotion: no silent upcasts."""
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
-@pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Every loader reads shipped files: any connection attempt fails the test."""
 

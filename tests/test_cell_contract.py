@@ -38,12 +38,6 @@ NAMES = cells.available()
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 @functools.cache
 def built(name):
     cell = cells.make(name, HIDDEN)
@@ -269,3 +263,16 @@ def test_parallel_equals_sequential(name, data):
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         scale = max(1.0, float(np.max(np.abs(b))))
         np.testing.assert_allclose(a, b, rtol=0, atol=tolerance * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_sizes_and_unknown_hyperparameters_raise_naming_them(name):
+    """Oracle: the documented ValueError naming the argument, for every registered cell."""
+    for hidden_size in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="hidden_size"):
+            cells.make(name, hidden_size)
+    for input_size in (0, -1):
+        with pytest.raises(ValueError, match="input_size"):
+            cells.make(name, HIDDEN).init(jax.random.key(0), input_size)
+    with pytest.raises(ValueError, match=f"cell '{name}' takes no hyperparameter 'leek'"):
+        cells.make(name, HIDDEN, leek=1.0)

@@ -19,12 +19,6 @@ PAPER_ADDING = dict(dt=0.06, gamma=66.0, epsilon=15.0)  # the authors' adding-ta
 PAPER_PSMNIST = dict(dt=0.076, gamma=0.4, epsilon=8.0)
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 _unroll = jax.jit(rnnlab.unroll, static_argnums=0, static_argnames=("return_carries",))
 
 

@@ -19,12 +19,6 @@ HIDDEN, FEATURES = 5, 3
 NUMPY_ACTIVATIONS = {"relu": lambda v: np.maximum(v, 0.0), "tanh": np.tanh}
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 _unroll = jax.jit(rnnlab.unroll, static_argnums=0)
 
 

@@ -17,12 +17,6 @@ from rnnlab.cells._lem import LEMCarry
 HIDDEN, FEATURES = 4, 3
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 _unroll = jax.jit(rnnlab.unroll, static_argnums=0, static_argnames=("return_carries",))
 
 

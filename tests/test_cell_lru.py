@@ -10,12 +10,6 @@ import rnnlab
 from rnnlab import cells
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def numpy_lru(params, xs, normalization="learned"):
     """The paper's equations in complex128: ``h_t = lambda h_{t-1} + gamma (B x_t)``,
     ``y_t = Re(C h_t) + D x_t``."""

@@ -20,12 +20,6 @@ from rnnlab import cells
 HIDDEN, FEATURES = 6, 3
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 _unroll = jax.jit(rnnlab.unroll, static_argnums=0)
 
 

@@ -22,12 +22,6 @@ import rnnlab
 from rnnlab import diagnostics
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def final_state_loss(readout):
     """``L = sum over the batch of (h_T . readout)^2``: depends on the last output only."""
     return lambda ys: jnp.sum(jnp.square(ys[..., -1, :] @ readout))

@@ -24,12 +24,6 @@ LENGTHS = np.array([-3, 0, 2, 9])  # two below 0, one above T
 CLIPPED = np.clip(LENGTHS, 0, T)
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def _inputs(batch=4, features=2, dtype=jnp.float32):
     return jax.random.normal(jax.random.key(1), (batch, T, features), dtype)
 

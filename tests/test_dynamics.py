@@ -24,8 +24,8 @@ from rnnlab.cells import Cell
 
 
 @pytest.fixture(autouse=True)
-def float64_strict():
-    with jax.enable_x64(True), jax.numpy_dtype_promotion("strict"):
+def float64():
+    with jax.enable_x64(True):
         yield
 
 

@@ -45,12 +45,6 @@ HIDDEN, FEATURES, BATCH = 3, 2, 2
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 @pytest.fixture
 def x64():
     with jax.enable_x64(True):

@@ -19,13 +19,6 @@ from rnnlab.tasks import translation
 SOURCE, TARGET, HIDDEN = 5, 7, 6
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    """Every JAX computation here runs with strict dtype promotion: no silent upcasts."""
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 @functools.cache
 def _model(attention: bool):
     """The model, its params and its functions compiled once for every test of this file."""

@@ -34,14 +34,6 @@ SUNSPOTS = dict(
 )
 
 
-@pytest.fixture
-def strict_promotion():
-    """The model code runs under strict dtype promotion: no silent upcasts.  (Training
-    cannot: optax's Adam update promotes a Python float with an int32 count.)"""
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 def _hand_unroll(cell, params, xs, steps):
     """Oracle: ``cell.step`` in a Python loop over the given step indices; the final output."""
     carry = cell.initial_carry(())
@@ -51,9 +43,7 @@ def _hand_unroll(cell, params, xs, steps):
     return np.asarray(y)
 
 
-def test_bidirectional_readout_reads_forward_at_the_last_valid_step_and_backward_at_zero(
-    strict_promotion,
-):
+def test_bidirectional_readout_reads_forward_at_the_last_valid_step_and_backward_at_zero():
     """Oracle: hand-stepped loops — the forward cell over steps 0..L-1 and the backward cell
     from L-1 down to 0 of each sequence, concatenated and read out; padding is ignored."""
     config = TrainConfig(task="japanese_vowels", cell="rnn", hidden_size=3, bidirectional=True)
@@ -76,7 +66,7 @@ def test_bidirectional_readout_reads_forward_at_the_last_valid_step_and_backward
         np.testing.assert_allclose(outputs[row], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_flatten_readout_and_parameter_counts_match_the_closed_form(strict_promotion):
+def test_flatten_readout_and_parameter_counts_match_the_closed_form():
     """Oracle: torch's layout, g (I H + H^2 + 2 H) per direction with g = 1, 3, 4 gates, plus
     the readout (T 2H + 1) O for the flattened bidirectional model — MNIST-1D's README GRU
     (6 units) has 5,134 parameters; the flattened readout is the linear map of every
@@ -180,7 +170,7 @@ def test_runner_reports_the_best_validation_record(tmp_path):
         assert records[-1]["step"] == config.steps
 
 
-def test_encoder_decoder_model_is_seq2seq_teacher_forced_and_greedy(strict_promotion):
+def test_encoder_decoder_model_is_seq2seq_teacher_forced_and_greedy():
     """Oracle: rnnlab.seq2seq called directly with the same params — apply_batch is the
     teacher-forced decoder on the targets shifted right after <s>, apply is greedy
     decoding; the loss is the task's cross-entropy over non-padding tokens."""

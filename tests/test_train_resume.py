@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rnnlab import io
-from rnnlab.train import TrainConfig, restore_state, run
+from rnnlab.train import TrainConfig, restore_state, run, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(task="adding", length=8, hidden_size=8, batch_size=8, steps=60, chunk_steps=10)
@@ -59,9 +59,16 @@ def test_stop_and_resume_in_process_is_bit_identical(tmp_path):
     assert not (tmp_path / "a" / "summary.json").exists()
     records = io.read_jsonl(tmp_path / "a" / "metrics.jsonl")
     io.append_jsonl(tmp_path / "a" / "metrics.jsonl", [{**records[-1], "step": 40}])
+    train_chunk = runner._compiled(runner._program_key(config))[0]
+    compiled = train_chunk._cache_size()
     run(config, tmp_path / "a", progress=False, plots=False)
     run(config, tmp_path / "b", progress=False, plots=False)
     _assert_same_run(tmp_path / "a", tmp_path / "b")
+    # Oracle: jax's own count of compiled programs.  Neither the resumed session nor one
+    # continuing the run to more steps compiles the chunk again.
+    longer = run(config.replace(steps=70), tmp_path / "a", progress=False, plots=False)
+    assert longer.summary["steps"] == 70
+    assert train_chunk._cache_size() == compiled
     with pytest.raises(ValueError, match="hidden_size"):
         run(config.replace(hidden_size=16), tmp_path / "a", progress=False)
 

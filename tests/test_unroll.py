@@ -31,12 +31,6 @@ CELLS = {
 BATCH_SHAPES = [(), (3,), (2, 3)]
 
 
-@pytest.fixture(autouse=True)
-def strict_promotion():
-    with jax.numpy_dtype_promotion("strict"):
-        yield
-
-
 @functools.cache
 def params_of(name):
     return jax.jit(CELLS[name].init, static_argnums=1)(jax.random.key(0), FEATURES)

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rnnlab.cells import Cell
 from rnnlab.gradients._base import Estimator, StepLoss
 from rnnlab.gradients.forward import SensitivityMethod, online_estimator
-from rnnlab.gradients.snap import one_step_influence
+from rnnlab.gradients.snap import one_step_influence, unit_arrays
 
 __all__ = ["SEVERAL_UNITS", "diagonal_rtrl"]
 
@@ -68,16 +67,8 @@ def _declaration(cell: Cell):
 def _split_units(units, cell_params, size: int):
     """``(sparse, dense)``: per leaf, the int unit array of a one-unit leaf or ``None``,
     and whether the leaf drives several units; checks shapes and ranges."""
-    if jax.tree.structure(units) != jax.tree.structure(cell_params):
-        raise ValueError("linear.units(params) must have the structure of the cell's params")
     sparse, dense = [], []
-    for unit, leaf in zip(jax.tree.leaves(units), jax.tree.leaves(cell_params), strict=True):
-        unit = np.asarray(unit)
-        if unit.shape != jnp.shape(leaf) or not np.issubdtype(unit.dtype, np.integer):
-            raise ValueError(
-                f"linear.units(params) must give an int array of each parameter's shape, got "
-                f"{unit.dtype} {unit.shape} for a parameter of shape {jnp.shape(leaf)}"
-            )
+    for unit in unit_arrays(units, cell_params, "linear.units(params)"):
         several = unit == SEVERAL_UNITS
         if several.any() and not several.all():
             raise ValueError(

@@ -76,16 +76,25 @@ def dense_units(cell_params, hidden_size: int):
     return treedef.unflatten(units)
 
 
-def _check_units(units, cell_params, hidden_size: int) -> None:
+def unit_arrays(units, cell_params, name: str = "units(params)") -> list[np.ndarray]:
+    """The leaves of ``units`` as int arrays, checked to have the structure of
+    ``cell_params`` and, leaf by leaf, its shapes (``name`` says whose units, in errors)."""
     if jax.tree.structure(units) != jax.tree.structure(cell_params):
-        raise ValueError("units(params) must have the structure of the cell's params")
+        raise ValueError(f"{name} must have the structure of the cell's params")
+    arrays = []
     for unit, leaf in zip(jax.tree.leaves(units), jax.tree.leaves(cell_params), strict=True):
         unit = np.asarray(unit)
         if unit.shape != jnp.shape(leaf) or not np.issubdtype(unit.dtype, np.integer):
             raise ValueError(
-                f"units(params) must give an int array of each parameter's shape, got "
+                f"{name} must give an int array of each parameter's shape, got "
                 f"{unit.dtype} {unit.shape} for a parameter of shape {jnp.shape(leaf)}"
             )
+        arrays.append(unit)
+    return arrays
+
+
+def _check_units(units, cell_params, hidden_size: int) -> None:
+    for unit in unit_arrays(units, cell_params):
         if unit.size and (unit.min() < 0 or unit.max() >= hidden_size):
             raise ValueError(f"units must lie in [0, H) = [0, {hidden_size})")
 

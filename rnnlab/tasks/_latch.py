@@ -37,7 +37,7 @@ def latch(length: int = 50, informative_steps: int = 3, noise_std: float = 0.2) 
         label_key, noise_key = jax.random.split(key)
         labels = jax.random.randint(label_key, (batch_size,), 0, 2)
         noise = noise_std * jax.random.normal(noise_key, (batch_size, length))
-        signal = (2.0 * labels - 1.0)[:, None]
+        signal = (2.0 * labels.astype(jnp.float32) - 1.0)[:, None]
         informative = jnp.arange(length) < informative_steps
         inputs = jnp.where(informative, signal, noise)
         return Batch(inputs[..., None], labels)

@@ -37,6 +37,7 @@ PASCANU_WINDOW_STARTS = (1, 5)
 def _hochreiter_positions(keys, length, batch_size, num_classes):
     """One position per window, ``round(lo L) <= p <= max(round(lo L), round(hi L))``."""
     positions = []
+    length = jnp.asarray(length).astype(jnp.float32)  # an int32 array; the bounds are fractions
     for (lo, hi), key in zip(WINDOWS[num_classes], keys, strict=True):
         low = jnp.round(lo * length).astype(jnp.int32)
         high = jnp.maximum(low, jnp.round(hi * length).astype(jnp.int32))

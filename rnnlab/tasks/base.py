@@ -63,8 +63,9 @@ class Stream(NamedTuple):
 
 
 def squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Per-example ``sum_o (y_o - t_o)^2``: ``[..., O], [..., O] -> [...]``."""
-    return jnp.sum(jnp.square(outputs - targets), axis=-1)
+    """Per-example ``sum_o (y_o - t_o)^2``: ``[..., O], [..., O] -> [...]``, in the
+    outputs' dtype (float64 targets under x64 meet a float32 model)."""
+    return jnp.sum(jnp.square(outputs - targets.astype(outputs.dtype)), axis=-1)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from rnnlab import unrolling
 from rnnlab.diagnostics import gradient_statistics
 from rnnlab.layers import Layer, bidirectional, recurrent, stacked
 from rnnlab.tasks import Batch, Task, make_task
@@ -166,7 +167,8 @@ def init_readout(key: jax.Array, input_size: int, output_size: int, dtype=None) 
     """A linear readout ``y W + b``: ``W [input_size, output_size]`` drawn
     ``N(0, 1/input_size)`` and ``b = 0``, in ``dtype`` (default: JAX's default float)."""
     options = {} if dtype is None else {"dtype": dtype}
-    weight = jax.random.normal(key, (input_size, output_size), **options) / jnp.sqrt(input_size)
+    weight = jax.random.normal(key, (input_size, output_size), **options)
+    weight = weight / jnp.sqrt(jnp.asarray(input_size, weight.dtype))
     return {"weight": weight, "bias": jnp.zeros((output_size,), **options)}
 
 
@@ -191,9 +193,13 @@ def recurrent_model(config: TrainConfig, task: Task, hparams: Mapping[str, jax.A
 
     def init(key):
         cell_key, readout_key = jax.random.split(key)
+        cell_params = layer.init(cell_key, task.input_size)
+        # The readout takes the precision the layer computes in (unroll's dtype policy),
+        # not JAX's default float, which is float64 under x64: nothing is promoted.
+        dtype = unrolling._compute_dtype(cell_params, jnp.zeros((), jnp.float32))
         return {
-            "cell": layer.init(cell_key, task.input_size),
-            "readout": init_readout(readout_key, hidden, task.output_size),
+            "cell": cell_params,
+            "readout": init_readout(readout_key, hidden, task.output_size, dtype),
         }
 
     def readout(params, ys):
@@ -296,14 +302,33 @@ def make_optimizer(config: TrainConfig, hparams: Mapping[str, jax.Array]):
         return hparams["learning_rate"] * learning_rate_factor(config, count)
 
     if config.optimizer == "adamw":
-        return optax.adamw(learning_rate, weight_decay=hparams["weight_decay"])
+        return _standard_promotion(optax.adamw(learning_rate, weight_decay=hparams["weight_decay"]))
     if config.optimizer == "sgd":
         base = optax.sgd(learning_rate, momentum=hparams["momentum"])
     elif config.optimizer == "adam":
         base = optax.adam(learning_rate)
     else:
         base = optax.rmsprop(learning_rate, momentum=hparams["momentum"])
-    return optax.chain(optax.add_decayed_weights(hparams["weight_decay"]), base)
+    return _standard_promotion(
+        optax.chain(optax.add_decayed_weights(hparams["weight_decay"]), base)
+    )
+
+
+def _standard_promotion(
+    transformation: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+    """``transformation`` with its update traced under standard dtype promotion.
+
+    optax mixes its ``int32`` step count with Python floats (Adam's bias correction
+    ``1 - b1**count``), which ``jax_numpy_dtype_promotion="strict"`` rejects; the exemption
+    covers optax's code only, so training runs for a user who turns strict promotion on.
+    """
+
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion("standard"):
+            return transformation.update(updates, state, params)
+
+    return optax.GradientTransformation(transformation.init, update)
 
 
 def _as_key(key: jax.Array) -> jax.Array:

@@ -125,12 +125,20 @@ def _to_saveable(state: TrainState) -> TrainState:
 
 
 def _from_saveable(state: TrainState, abstract: TrainState) -> TrainState:
-    """Undoes :func:`_to_saveable`; ``abstract`` is the state's true shapes."""
+    """Undoes :func:`_to_saveable`; ``abstract`` is the state's true shapes.
+
+    orbax returns arrays committed to a device, which ``jax.jit`` caches apart from the
+    uncommitted arrays of a fresh ``init``: the restored leaves are made uncommitted, so
+    a resumed or continued run reuses the compiled chunk instead of compiling it again.
+    """
+
+    def leaf_of(leaf, like):
+        if like is not None and not like.size:
+            return jnp.zeros(like.shape, like.dtype)
+        return jnp.asarray(np.asarray(leaf)) if isinstance(leaf, jax.Array) else leaf
+
     state = jax.tree.map(
-        lambda leaf, like: leaf if like is None or like.size else jnp.zeros(like.shape, like.dtype),
-        state,
-        abstract._replace(key=None, eval_key=None),
-        is_leaf=lambda leaf: leaf is None,
+        leaf_of, state, abstract._replace(key=None, eval_key=None), is_leaf=lambda x: x is None
     )
     return state._replace(
         key=jax.random.wrap_key_data(state.key), eval_key=jax.random.wrap_key_data(state.eval_key)
@@ -418,6 +426,11 @@ def _compiled(program_json: str):
 def _program_key(config: TrainConfig) -> str:
     defaults = TrainConfig()
     program = config.replace(**{name: getattr(defaults, name) for name in _NOT_COMPILED})
+    if config.schedule == "constant":
+        # steps enters a chunk only through a decaying schedule, so continuing a run to
+        # more steps reuses the compiled chunk; the smallest valid steps stands in for it.
+        chunks = max(1, -(-config.warmup_steps // config.chunk_steps))
+        program = program.replace(steps=chunks * config.chunk_steps)
     sweepable = set(config.cell_spec.sweepable)
     options = {k: v for k, v in program.cell_options.items() if k not in sweepable}
     return json.dumps(io.to_jsonable(program.replace(cell_options=options).to_dict()))
