@@ -139,6 +139,30 @@ def test_processes_strategy_matches_loop():
     assert procs.summary["throughput"].keys() == {"processes"}
 
 
+def test_process_workers_share_the_parents_compilation_cache(tmp_path, monkeypatch):
+    """Oracle: the cache folder's entries.  With ``strategy="processes"`` the training
+    program compiles only in the spawned worker; it lands in the folder the parent's
+    ``runtime.enable_compilation_cache`` chose (workers inherit the environment, not
+    ``jax.config``; before the fix a warm ``sweep.py --quick`` compiled everything again)."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from rnnlab import runtime
+
+    monkeypatch.setenv(runtime.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    previous = jax.config.jax_compilation_cache_dir
+    try:
+        runtime.enable_compilation_cache()
+        run_sweep(configurations(TOY_SPACE)[:2], ToyBuilder(), strategy="processes", workers=1,
+                  progress=False)  # fmt: skip
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous)
+        compilation_cache.reset_cache()
+    entries = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert any(name.startswith("jit__lambda-") and name.endswith("-cache") for name in entries), (
+        entries
+    )
+
+
 def test_resume_skips_finished_work(tmp_path):
     """Oracle: the count of builds: after an interruption in the second group, rerunning
     builds only that group, and the rows equal an uninterrupted sweep's."""

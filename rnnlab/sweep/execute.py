@@ -334,13 +334,28 @@ def _watch_parent(parent: int, death_signal: bool) -> None:
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
+def _share_compilation_cache() -> None:
+    """Turns on the parent's persistent compilation cache in a worker, if it had one.
+
+    A spawned worker inherits the environment, not ``jax.config``; the parent's
+    :func:`rnnlab.runtime.enable_compilation_cache` exported the folder as
+    ``RNNLAB_CACHE_DIR``.  Without it (or with ``off``) the worker compiles uncached.
+    """
+    from rnnlab import runtime
+
+    if os.environ.get(runtime.CACHE_DIR_ENV) and jax.config.jax_compilation_cache_dir is None:
+        runtime.enable_compilation_cache()
+
+
 def _start_worker(_) -> int:
     """Initializes JAX in a worker (so start-up is not counted as run time)."""
+    _share_compilation_cache()
     return len(jax.devices())
 
 
 def _worker(build: Builder, static: dict, configs: list[dict]) -> ChunkResult:
     """Runs in a spawned process: builds and compiles once per group, loops over ``configs``."""
+    _share_compilation_cache()
     gid = config_id(static)
     if gid not in _WORKER_EXECUTORS:
         _WORKER_EXECUTORS.clear()
