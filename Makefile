@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench compile sweep train long-range clean
+.PHONY: run test lint bench compile sweep train long-range apps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ long-range: $(STAMP)
 
 sweep: $(STAMP)
 	$(BIN)/python experiments/sweep.py --out results/sweep
+
+# The six application studies on real data (about an hour on 2 cores), one folder each.
+APPS := speech music language translation time_series classification
+apps: $(STAMP)
+	for app in $(APPS); do $(BIN)/python experiments/apps/$$app.py --out results/apps/$$app || exit 1; done
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -9,8 +9,10 @@
 The text is the shipped public-domain Shakespeare (the Sonnets and nine plays, about
 1.15M characters): the first 90% trains, the next 5% validates, the last 5% (the end
 of Twelfth Night) tests.  Each cell trains with the resumable runner
-(``rnnlab.train.run``: checkpoints, ``metrics.jsonl``, resume by re-running) on random
-windows of ``--length`` characters, in plain chunks; its best-validation params are
+(``rnnlab.train.run``: checkpoints, ``metrics.jsonl``, resume by re-running) with
+stateful truncated BPTT: ``--batch-size`` streams read in consecutive windows of
+``--length`` characters, the carry passed on between windows and the gradient cut at
+their boundaries (``TrainConfig(stateful=True)``); its best-validation params are
 kept and reported.  Baselines, computed in the same run on the test windows: the
 training unigram and bigram (add-one smoothed).
 
@@ -119,10 +121,12 @@ def main(argv=None) -> dict | None:
     out = Path(arguments.out)
     configs, results = {}, {}
     for cell in arguments.cells:
-        # TODO(tbptt): once TrainConfig takes gradient="tbptt:K" (stateful truncated BPTT,
-        # the carry passed across consecutive windows), train with gradient="tbptt:100"
-        # here; until then each window starts from a zero carry (plain chunks).
-        configs[cell] = base_config(arguments, "shakespeare", length=arguments.length, cell=cell)
+        # Stateful truncated BPTT: each step reads the next --length characters of
+        # --batch-size streams, the carry crosses windows (reset at document starts), and
+        # the gradient stops at window boundaries.
+        configs[cell] = base_config(
+            arguments, "shakespeare", length=arguments.length, cell=cell, stateful=True
+        )
         outcome = run(configs[cell], out / cell, progress=True)
         results[cell] = result_from_run(cell, outcome, out / cell)
     task = next(iter(results.values())).trainer.task
@@ -137,7 +141,8 @@ def main(argv=None) -> dict | None:
         summary={
             "task": task.name,
             "split_characters": task.extras["split_characters"],
-            "gradient": "bptt within windows of --length characters (plain chunks)",
+            "gradient": "stateful truncated BPTT: the carry crosses consecutive --length "
+            "windows, the gradient stops at their boundaries",
             "claims": seed_claims(results, higher_is_better=False),
             "samples_from": best.label,
             "wall_time_s": time.perf_counter() - start,
