@@ -75,7 +75,9 @@ STUDENTS = (
 
 
 def parse_args(argv=None):
-    parser = cli.Parser(description=__doc__.split("\n")[0])
+    parser = cli.Parser(
+        description=__doc__.split("\n")[0], renamed={"--hessian-batch": "--hessian-batch-size"}
+    )
     parser.add_argument("--out", type=Path, default=Path("results/curse_of_memory"))
     parser.add_argument(
         "--memories", type=float, nargs="+", default=[0.36, 0.68, 0.84, 0.92, 0.96, 0.98, 0.99]
@@ -92,7 +94,7 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate-scale", type=float, default=1.0,
                         help="multiplies every student's learning rate")  # fmt: skip
     parser.add_argument("--hessian-iterations", type=int, default=10, help="0: skip")
-    parser.add_argument("--hessian-batch", type=int, default=32)
+    parser.add_argument("--hessian-batch-size", type=int, default=32)
     parser.add_argument(
         "--lambdas", type=float, nargs="+",
         default=[0.0, 0.36, 0.5, 0.68, 0.84, 0.9, 0.92, 0.96, 0.98, 0.99, 0.995],
@@ -104,7 +106,7 @@ def parse_args(argv=None):
     if args.quick:
         args.memories, args.length, args.hidden_size, args.teacher_size = [0.9], 30, 8, 4
         args.seeds, args.steps, args.chunk_steps, args.batch_size = 2, 20, 10, 8
-        args.eval_batch_size, args.hessian_iterations, args.hessian_batch = 16, 4, 4
+        args.eval_batch_size, args.hessian_iterations, args.hessian_batch_size = 16, 4, 4
         args.lambdas, args.sequences = [0.5, 0.9], 1024
         args.students = args.students[:1]  # every student is the same pipeline
     known = {s.name for s in STUDENTS}
@@ -232,7 +234,9 @@ def train_student(student: Student, args, bar) -> tuple[list[dict], list[dict]]:
         top = [np.nan] * args.seeds
         if args.hessian_iterations:
             sharpness = sharpness or make_sharpness(trainer, args.hessian_iterations)
-            batch: Batch = trainer.task.sample(jax.random.key(args.seed + 1), args.hessian_batch)
+            batch: Batch = trainer.task.sample(
+                jax.random.key(args.seed + 1), args.hessian_batch_size
+            )
             top = np.asarray(sharpness(state.params, batch.inputs, batch.targets).eigenvalues[:, 0])
         final = np.asarray(history["final_test_loss"], np.float64)
         diverged = np.asarray(history["diverged"])

@@ -6,8 +6,8 @@ For each cell family of :data:`FAMILIES` (the tanh RNN with ``W ~ N(0, g^2/N)`` 
 ``N`` and value, over ``--seeds`` weight draws:
 
 - ``lambda_max`` by :func:`rnnlab.dynamics.max_lyapunov` on an autonomous trajectory
-  (zero input by default, ``--input-std`` to drive it) from a random initial carry,
-  after ``--warmup`` steps;
+  over ``--lyapunov-length`` time steps (zero input by default, ``--input-std`` to drive it)
+  from a random initial carry, after ``--warmup`` steps;
 - from the same post-warm-up state, the gradient decay ratio
   ``||dL/dh_1|| / ||dL/dh_T||`` at ``T = --length`` by
   :func:`rnnlab.diagnostics.carry_grad_norms`, for ``L = (r . y_T - 1)^2`` with a random
@@ -88,7 +88,10 @@ FAMILIES = (
 
 
 def parse_args(argv=None):
-    parser = cli.Parser(description=__doc__.split("\n")[0])
+    # --steps counted time steps; in rnnlab's vocabulary steps are optimizer updates.
+    parser = cli.Parser(
+        description=__doc__.split("\n")[0], renamed={"--steps": "--lyapunov-length"}
+    )
     parser.add_argument("--out", type=Path, default=Path("results/edge_of_chaos"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     parser.add_argument(
@@ -103,8 +106,10 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--families", nargs="+", default=[f.name for f in FAMILIES])
     parser.add_argument("--seeds", type=int, default=8, help="weight draws per configuration")
-    parser.add_argument("--warmup", type=int, default=300, help="steps before measuring")
-    parser.add_argument("--steps", type=int, default=1000, help="steps of the Lyapunov run")
+    parser.add_argument("--warmup", type=int, default=300, help="time steps before measuring")
+    parser.add_argument(
+        "--lyapunov-length", type=int, default=1000, help="time steps of the Lyapunov run"
+    )
     parser.add_argument("--transient", type=int, default=100, help="of the tangent vector")
     parser.add_argument("--length", type=int, default=200, help="T of the gradient ratio")
     parser.add_argument("--input-std", type=float, default=0.0, help="0: autonomous")
@@ -113,16 +118,18 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.seeds = [16], 2
-        args.warmup, args.steps, args.transient, args.length = 50, 120, 20, 40
+        args.warmup, args.lyapunov_length, args.transient, args.length = 50, 120, 20, 40
         args.gains, args.forget_biases, args.r_max = [0.5, 1.0, 2.0], [0.0, 3.0], [0.5, 0.99]
     unknown = set(args.families) - {f.name for f in FAMILIES}
     if unknown:
         parser.error(f"--families: unknown {sorted(unknown)}; known {[f.name for f in FAMILIES]}")
-    for name in ("seeds", "steps", "length"):
+    for name in ("seeds", "lyapunov_length", "length"):
         if getattr(args, name) < 1 or (name == "length" and args.length < 2):
-            parser.error(f"--{name} is too small")
-    if args.transient >= args.steps:
-        parser.error("--transient must be smaller than --steps")
+            parser.error(f"{cli.flag_of(name)} is too small")
+    if args.transient >= args.lyapunov_length:
+        parser.error("--transient must be smaller than --lyapunov-length")
+    if args.length > args.lyapunov_length:
+        parser.error("--length: the gradient ratio's T must be <= --lyapunov-length")
     return args
 
 
@@ -159,8 +166,8 @@ def _measure_one(family: Family, size: int, args, value, key):
     cell = rnnlab.cells.make(family.cell, size, **dict(family.fixed), **{family.parameter: value})
     param_key, carry_key, input_key, readout_key = jax.random.split(key, 4)
     params = _float64(cell.init(param_key, FEATURES))
-    steps = args.warmup + args.steps
-    xs = args.input_std * jax.random.normal(input_key, (steps, FEATURES), jnp.float64)
+    length = args.warmup + args.lyapunov_length
+    xs = args.input_std * jax.random.normal(input_key, (length, FEATURES), jnp.float64)
     _, carry = rnnlab.unroll(cell, params, xs[: args.warmup], carry=_random_carry(cell, carry_key))
     after_warmup = xs[args.warmup :]
     lyapunov = dynamics.max_lyapunov(
@@ -196,7 +203,7 @@ class Config(NamedTuple):
     """The hashable subset of the arguments that fixes a measurement program."""
 
     warmup: int
-    steps: int
+    lyapunov_length: int
     transient: int
     length: int
     input_std: float
@@ -208,7 +215,7 @@ def measure(family: Family, size: int, args, keys) -> dict[str, np.ndarray]:
     The swept value is traced, so each family and size compiles once; a factory that
     needs a Python number for it falls back to one program per value.
     """
-    config = Config(args.warmup, args.steps, args.transient, args.length, args.input_std)
+    config = Config(args.warmup, args.lyapunov_length, args.transient, args.length, args.input_std)
     values = np.asarray(getattr(args, family.values_argument), np.float64)
     try:
         results = _measure_grid(family, size, config, jnp.asarray(values), keys)

@@ -67,7 +67,11 @@ QUICK = {
 
 
 def parse_args(argv=None):
-    parser = cli.Parser(description=__doc__.split("\n\n")[0])
+    # long_range.py spells the same fraction --success-fraction (its --success-threshold
+    # is an absolute loss).
+    parser = cli.Parser(
+        description=__doc__.split("\n\n")[0], renamed={"--threshold": "--success-fraction"}
+    )
     parser.add_argument("--out", default="results/sweep", help="output folder (resumed)")
     parser.add_argument(
         "--quick",
@@ -101,7 +105,7 @@ def parse_args(argv=None):
         "--clip-norm", type=float, default=1.0, help="gradient-norm clip (0 turns clipping off)"
     )
     parser.add_argument(
-        "--threshold",
+        "--success-fraction",
         type=float,
         default=0.1,
         help="'trained' = test loss below this fraction of the task baseline",
@@ -123,8 +127,11 @@ def parse_args(argv=None):
     multi.add_argument("--num-processes", type=int, help="processes in the run")
     multi.add_argument("--process-id", type=int, help="this process's index")
     args = cli.parse_with_preset(parser, argv, QUICK)
-    if not args.threshold > 0:
-        cli.fail("--threshold", f"must be a fraction > 0 of the baseline; got {args.threshold}")
+    if not args.success_fraction > 0:
+        cli.fail(
+            "--success-fraction",
+            f"must be a fraction > 0 of the baseline; got {args.success_fraction}",
+        )
     for name in ("chunk_size", "compare_strategies"):
         if getattr(args, name) < (1 if name == "chunk_size" else 0):
             cli.fail(cli.flag_of(name), f"must be >= {int(name == 'chunk_size')}, got "
@@ -275,7 +282,7 @@ def run_and_report(args, folder, builder, base, configs):
     def threshold(config):
         key = (config["cell"], config["length"])
         if key not in baselines:
-            baselines[key] = args.threshold * builder.baseline_loss(config)
+            baselines[key] = args.success_fraction * builder.baseline_loss(config)
         return baselines[key]
 
     print(f"sweep: {len(configs)} configurations -> {args.out}", file=sys.stderr)
@@ -287,7 +294,7 @@ def run_and_report(args, folder, builder, base, configs):
         chunk_size=args.chunk_size,
         threshold=threshold,
     )
-    rows = [{**row, "baseline": row["threshold"] / args.threshold} for row in result.rows]
+    rows = [{**row, "baseline": row["threshold"] / args.success_fraction} for row in result.rows]
     second_axes = {cell: second_axis(args, cell) for cell in args.cell_axes}
     found = findings(rows, main_length=args.length, second_axes=second_axes, metric=METRIC)
     report = {"sweep": result.summary, **found}
