@@ -73,6 +73,11 @@ class Family(NamedTuple):
     symbol: str
     values_argument: str
 
+    def make_cell(self, value, hidden_size: int, dtype=jnp.float32) -> rnnlab.Cell:
+        """The cell at ``parameter = value`` with parameters (and carry) of ``dtype``."""
+        options = {**dict(self.fixed), self.parameter: value, "param_dtype": dtype}
+        return rnnlab.cells.make(self.cell, hidden_size, **options)
+
 
 #: The study.  Adding a registered cell family is one entry here and one option.
 FAMILIES = (
@@ -138,34 +143,33 @@ def parse_args(argv=None):
 # --------------------------------------------------------------------------------------
 
 
-def _float64(tree):
-    """Floating leaves to float64 (complex to complex128): the whole study runs in x64."""
+def _float64_params(family: Family, size: int, value, key: jax.Array):
+    """``(cell, params)`` in float64 (complex128 for complex leaves).
 
-    def cast(leaf):
-        if jnp.issubdtype(leaf.dtype, jnp.inexact):
-            return leaf.astype(jnp.promote_types(leaf.dtype, jnp.float64))
-        return leaf
-
-    return jax.tree.map(cast, tree)
+    The weights are drawn as the float32 cell draws them and then widened, so a study in
+    float64 measures the very networks a float32 user would build.
+    """
+    cell = family.make_cell(value, size, jnp.float64)
+    drawn = family.make_cell(value, size, jnp.float32).init(key, FEATURES)
+    wide = jax.eval_shape(lambda: cell.init(key, FEATURES))
+    return cell, jax.tree.map(lambda leaf, like: leaf.astype(like.dtype), drawn, wide)
 
 
 def _random_carry(cell: rnnlab.Cell, key: jax.Array):
-    """A carry with ``N(0, 1)`` entries (float64; complex leaves complex128)."""
+    """A carry of ``cell``'s dtypes with ``N(0, 1)`` entries."""
     template = jax.eval_shape(cell.initial_carry, ())
     leaves, treedef = jax.tree.flatten(template)
     keys = jax.random.split(key, len(leaves))
     drawn = [
-        jax.random.normal(k, leaf.shape, jnp.promote_types(leaf.dtype, jnp.float64))
-        for k, leaf in zip(keys, leaves, strict=True)
+        jax.random.normal(k, leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves, strict=True)
     ]
     return jax.tree.unflatten(treedef, drawn)
 
 
 def _measure_one(family: Family, size: int, args, value, key):
     """``(lambda_max, participation_ratio, decay_ratio)`` of one weight draw."""
-    cell = rnnlab.cells.make(family.cell, size, **dict(family.fixed), **{family.parameter: value})
     param_key, carry_key, input_key, readout_key = jax.random.split(key, 4)
-    params = _float64(cell.init(param_key, FEATURES))
+    cell, params = _float64_params(family, size, value, param_key)
     length = args.warmup + args.lyapunov_length
     xs = args.input_std * jax.random.normal(input_key, (length, FEATURES), jnp.float64)
     _, carry = rnnlab.unroll(cell, params, xs[: args.warmup], carry=_random_carry(cell, carry_key))
@@ -302,7 +306,7 @@ def main(argv=None) -> dict:
     for family in study:
         first = getattr(args, family.values_argument)[0]
         try:
-            rnnlab.cells.make(family.cell, 2, **dict(family.fixed), **{family.parameter: first})
+            family.make_cell(first, 2)
             available.append(family)
         except (LookupError, ValueError, TypeError) as error:
             print(f"skipping {family.name}: {error}", flush=True)

@@ -6,7 +6,6 @@ contraction; the gradient rate follows lambda_max)."""
 import csv
 import json
 
-import jax
 import numpy as np
 import pytest
 from conftest import load_experiment
@@ -20,11 +19,7 @@ def load():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("edge_of_chaos")
-    # TODO(experiments): edge_of_chaos._float64 picks the target dtype with
-    # jnp.promote_types(leaf.dtype, jnp.float64), which strict promotion rejects; with
-    # `jnp.complex128 if jnp.iscomplexobj(leaf) else jnp.float64` this context can go.
-    with jax.numpy_dtype_promotion("standard"):
-        return out, load().main(["--quick", "--out", str(out)])
+    return out, load().main(["--quick", "--out", str(out)])
 
 
 def test_writes_every_artifact(run):
