@@ -83,11 +83,11 @@ class Family(NamedTuple):
     symbol: str  # its symbol in legends
     values: tuple[float, ...]
 
-    def make_cell(self, value, hidden: int, dtype=jnp.float64) -> cells.Cell:
+    def make_cell(self, value, hidden_size: int, dtype=jnp.float64) -> cells.Cell:
         options = {self.parameter: value} if self.parameter else {}
         if "param_dtype" in cells.spec(self.cell).defaults:
             options["param_dtype"] = dtype
-        return cells.make(self.cell, hidden, **options)
+        return cells.make(self.cell, hidden_size, **options)
 
     def label(self, value) -> str:
         """Legend entry, e.g. ``"ρ = 0.9"``."""
@@ -205,35 +205,23 @@ def memory_needed(args) -> int:
 # --------------------------------------------------------------------------------------
 
 
-def readout_loss(readout: dict, targets: jax.Array):
+def readout_loss(ys: jax.Array, readout: dict, targets: jax.Array) -> jax.Array:
     """``L(ys) = 1/2 sum_b (y_T W + b - y_b)^2``, a squared error on the last output."""
-    return lambda ys: (
-        0.5 * jnp.sum(jnp.square(ys[..., -1, :] @ readout["weight"] + readout["bias"] - targets))
-    )
+    last = ys[..., -1, :] @ readout["weight"] + readout["bias"]
+    return 0.5 * jnp.sum(jnp.square(last - targets))
 
 
-@functools.partial(jax.jit, static_argnames=("family", "hidden"))
 def measure(family: Family, hidden: int, values, params, readouts, inputs, targets):
-    """``||dL/dcarry_t||`` per carry leaf, leaves ``[C, S, B, T]``.
+    """``(norms, eta)`` of :func:`rnnlab.diagnostics.carry_grad_norms_grid` for
+    :func:`readout_loss`: leaves ``[C, S, B, T]`` and ``eta [C, S]`` (or None).
 
     ``values [C]``; ``params`` and ``readouts`` with leading ``[C, S]``; ``inputs
-    [S, B, T, F]`` and ``targets [S, B, O]`` shared across configurations (common
-    random numbers).  Also returns the Pascanu ``eta [C, S]`` for an Elman RNN.
+    [S, B, T, F]`` and ``targets [S, B, O]`` shared across configurations.
     """
-
-    def one(value, cell_params, readout, xs, ys):
-        cell = family.make_cell(value, hidden, jax.tree.leaves(cell_params)[0].dtype)
-        norms = diagnostics.carry_grad_norms(
-            cell, cell_params, xs, readout_loss(readout, ys), per_example=True
-        )
-        elman = cell.hyperparameters.get("activation") in diagnostics.DERIVATIVE_BOUND
-        eta = diagnostics.pascanu_eta(cell, cell_params) if elman else None
-        return norms, eta
-
-    over_seeds = jax.vmap(one, in_axes=(None, 0, 0, 0, 0))
-    return jax.vmap(over_seeds, in_axes=(0, 0, 0, None, None))(
-        values, params, readouts, inputs, targets
-    )
+    return diagnostics.carry_grad_norms_grid(
+        family.make_cell, hidden, values, params, inputs, readout_loss, readouts, targets,
+        per_example=True,
+    )  # fmt: skip
 
 
 @functools.partial(jax.jit, static_argnames=("family", "hidden"))

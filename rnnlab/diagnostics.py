@@ -7,6 +7,8 @@ without batch dimensions, and honours the options of :func:`rnnlab.unroll`
 
 - :func:`carry_grad_norms`: ``||dL/dcarry_t||`` for every step ``t`` in one backward
   pass, one curve per carry leaf (``h`` and ``c`` for the LSTM).
+- :func:`carry_grad_norms_grid`: the same for a cell family over a grid of
+  hyperparameter values x seeds, in one compiled program, with Pascanu's ``eta``.
 - :func:`jacobian_norms`: ``||dcarry_T/dcarry_t||_2`` for every ``t``, exact or by
   matrix-free power iteration.
 - :func:`recurrent_spectrum`: singular values, eigenvalues and spectral radius of
@@ -31,9 +33,10 @@ recurrent neural networks", ICML 2013.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +52,7 @@ __all__ = [
     "RecurrentSpectrum",
     "band_stats",
     "carry_grad_norms",
+    "carry_grad_norms_grid",
     "carry_leaf_names",
     "decay_ratio",
     "gradient_statistics",
@@ -331,6 +335,73 @@ def carry_grad_norms(
         for flat, grad in zip(perturbed.flats, grads, strict=True)
     ]
     return _checked(_layer_carry_tree(perturbed.layer, per_unit), mismatch, cell)
+
+
+@functools.partial(jax.jit, static_argnames=("make_cell", "hidden_size", "loss_fn", "per_example"))
+def carry_grad_norms_grid(
+    make_cell: Callable[[jax.Array, int, Any], Cell],
+    hidden_size: int,
+    values: jax.Array,
+    params: Params,
+    xs: jax.Array,
+    loss_fn: Callable[[jax.Array, Any, Any], jax.Array],
+    loss_params: Any = None,
+    targets: Any = None,
+    *,
+    carry: Any = None,
+    per_example: bool = False,
+):
+    r""":func:`carry_grad_norms` for every hyperparameter value and seed, in one program.
+
+    For value ``c`` and seed ``s`` the cell is ``make_cell(values[c], hidden_size, dtype)``
+    (``dtype``: the real dtype of ``params``), the loss is ``L_{c,s}(ys) =
+    loss_fn(ys, loss_params[c, s], targets[s])`` on ``ys, _ = unroll(cell, params[c, s],
+    xs[s], carry=carry[c, s])``, and the result is ``||dL_{c,s}/dcarry_t||`` per carry leaf
+    and step ``t``.  The value is traced (``jax.vmap`` over ``C`` and ``S``), so the
+    factory must accept an array hyperparameter; the whole grid compiles once per shape.
+    Inputs and targets are shared across values (common random numbers).
+
+    For an Elman cell (one whose ``activation`` hyperparameter has a derivative bound) it
+    also returns Pascanu, Mikolov & Bengio 2013's ``eta = gamma sigma_max(W_hh)``
+    (:func:`pascanu_eta`), which bounds ``||dL/dh_t|| <= eta^(T-t) ||dL/dh_T||`` for a
+    loss on the last step.
+
+    Args:
+      make_cell: ``make_cell(value, hidden_size, dtype) -> Cell``; hashable (a static
+        argument of the compiled program).
+      hidden_size: ``H``.
+      values: ``[C]`` hyperparameter values.
+      params: cell params, leaves ``[C, S, ...]``.
+      xs: ``[S, ..., T, F]`` inputs.
+      loss_fn: ``loss_fn(ys, loss_params, targets) -> scalar`` with ``ys: [..., T, H]``;
+        hashable (e.g. a module-level function).
+      loss_params: a pytree with leaves ``[C, S, ...]`` (e.g. a random readout), or None.
+      targets: a pytree with leaves ``[S, ...]``, or None.
+      carry: the initial carry, leaves ``[C, S, ...]``; None for the cell's own.
+      per_example: one norm per example of ``xs``' batch axes ``...`` (see
+        :func:`carry_grad_norms`).
+
+    Returns:
+      ``(norms, eta)``: ``norms`` shaped like the carry with leaves ``[C, S, T]`` (or
+      ``[C, S, ..., T]`` with ``per_example``); ``eta`` ``[C, S]``, or None for a cell
+      that is not an Elman RNN.
+    """
+
+    def one(value, cell_params, cell_carry, loss_args, xs, targets):
+        dtype = jnp.finfo(jax.tree.leaves(cell_params)[0].dtype).dtype
+        cell = make_cell(value, hidden_size, dtype)
+        options = {} if cell_carry is None else {"carry": cell_carry}
+        norms = carry_grad_norms(
+            cell, cell_params, xs, lambda ys: loss_fn(ys, loss_args, targets),
+            per_example=per_example, **options,
+        )  # fmt: skip
+        elman = cell.hyperparameters.get("activation") in DERIVATIVE_BOUND
+        return norms, pascanu_eta(cell, cell_params) if elman else None
+
+    over_seeds = jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0))
+    return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None, None))(
+        values, params, carry, loss_params, xs, targets
+    )
 
 
 def _power_iteration_norms(jvp, vjp, shape, dtype, iterations: int, key) -> jax.Array:
