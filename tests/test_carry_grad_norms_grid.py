@@ -1,8 +1,9 @@
 """rnnlab.diagnostics.carry_grad_norms_grid against a closed form: for a linear RNN
 ``h_t = x_t W_ih + h_{t-1} W_hh + b`` and ``L = 1/2 sum_b (h_T w + c - y_b)^2``, the carry
 gradient is ``dL/dh_T = (h_T w + c - y) w^T`` and ``dL/dh_t = dL/dh_{t+1} W_hh^T``, written
-here in NumPy float64 for every value and seed of the grid; and ``eta = rho`` for
-``W_hh = rho Q`` (Q orthogonal, Pascanu et al. 2013).  One compile, tiny shapes."""
+here in NumPy float64 for every value and seed of the grid (``W_hh`` drawn Gaussian, so
+that ``W_hh`` and ``W_hh^T`` give different norms); and Pascanu et al. 2013's ``eta`` is
+``sigma_max(W_hh)`` by NumPy's SVD.  Two compiles, tiny shapes."""
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,10 @@ RHOS = np.array([0.5, 1.2])
 
 
 def make_linear_rnn(value, hidden_size, dtype):
-    return rnnlab.rnn(hidden_size, activation="linear", recurrent_scale=value, param_dtype=dtype)
+    return rnnlab.rnn(
+        hidden_size, activation="linear", recurrent_init="normal", recurrent_scale=value,
+        param_dtype=dtype,
+    )  # fmt: skip
 
 
 def readout_loss(ys, readout, targets):
@@ -40,7 +44,7 @@ def closed_form(params, readout, carry, xs, targets):
 
 def test_grid_matches_the_closed_form_of_a_linear_rnn():
     """Oracles: the NumPy backward recursion per (value, seed), with a given initial
-    carry; ``eta = rho`` for an orthogonal ``W_hh`` scaled by ``rho``."""
+    carry; ``eta`` is the largest singular value of ``W_hh`` (NumPy's SVD)."""
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(0), 6)
         values = jnp.asarray(RHOS)
@@ -61,12 +65,13 @@ def test_grid_matches_the_closed_form_of_a_linear_rnn():
             carry=carry, per_example=True,
         )  # fmt: skip
         assert norms.shape == (C, S, B, T)
-        np.testing.assert_allclose(eta, np.broadcast_to(RHOS[:, None], (C, S)), rtol=1e-12)
         for c in range(C):
             for s in range(S):
                 one = jax.tree.map(lambda leaf, c=c, s=s: leaf[c, s], (params, readouts))
                 expected = closed_form(*one, carry[c, s], np.asarray(xs[s]), targets[s])
                 np.testing.assert_allclose(norms[c, s], expected, rtol=1e-10)
+                sigma = np.linalg.svd(np.asarray(one[0]["weight_hh"]), compute_uv=False)
+                np.testing.assert_allclose(eta[c, s], sigma[0], rtol=1e-10)
 
 
 def test_gated_cells_have_no_eta_and_one_curve_per_leaf():
