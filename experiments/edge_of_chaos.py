@@ -166,41 +166,50 @@ def _random_carry(cell: rnnlab.Cell, key: jax.Array):
     return jax.tree.unflatten(treedef, drawn)
 
 
-def _measure_one(family: Family, size: int, args, value, key):
-    """``(lambda_max, participation_ratio, decay_ratio)`` of one weight draw."""
+def _draws(size: int, args, key):
+    """``(param_key, carry_key, inputs [warmup + lyapunov_length, F], readout [N])`` of one
+    seed; the readout ``r ~ N(0, 1/N)``."""
     param_key, carry_key, input_key, readout_key = jax.random.split(key, 4)
-    cell, params = _float64_params(family, size, value, param_key)
     length = args.warmup + args.lyapunov_length
     xs = args.input_std * jax.random.normal(input_key, (length, FEATURES), jnp.float64)
+    readout = jax.random.normal(readout_key, (size,), jnp.float64) / math.sqrt(size)
+    return param_key, carry_key, xs, readout
+
+
+def _lyapunov_one(family: Family, size: int, args, value, param_key, carry_key, xs):
+    """``(lambda_max, participation_ratio, params, carry)`` of one weight draw: the carry
+    after the warm-up, where both measurements start."""
+    cell, params = _float64_params(family, size, value, param_key)
     _, carry = rnnlab.unroll(cell, params, xs[: args.warmup], carry=_random_carry(cell, carry_key))
-    after_warmup = xs[args.warmup :]
     lyapunov = dynamics.max_lyapunov(
-        cell, params, after_warmup, carry=carry, transient=args.transient
+        cell, params, xs[args.warmup :], carry=carry, transient=args.transient
     )
-    readout = jax.random.normal(readout_key, (cell.hidden_size,), jnp.float64)
-    readout = readout / math.sqrt(cell.hidden_size)
+    return lyapunov.exponent, lyapunov.participation_ratio, params, carry
 
-    def loss(ys):
-        return jnp.square(jnp.real(ys[-1]) @ readout - 1.0)
 
-    norms = diagnostics.carry_grad_norms(
-        cell, params, after_warmup[: args.length], loss, carry=carry
-    )
-    total = jnp.sqrt(sum(jnp.square(leaf) for leaf in jax.tree.leaves(norms)))  # [T]
-    return lyapunov.exponent, lyapunov.participation_ratio, total[0] / total[-1]
+def _readout_loss(ys, readout, targets):
+    """``L = (r . Re(y_T) - 1)^2``."""
+    del targets
+    return jnp.square(jnp.real(ys[-1]) @ readout - 1.0)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _measure_grid(family: Family, size: int, args, values, keys):
     """``[V, S]`` arrays: every value (traced) times every seed, in one program."""
-    over_seeds = jax.vmap(functools.partial(_measure_one, family, size, args), (None, 0))
-    return jax.vmap(over_seeds, (0, None))(values, keys)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _measure_value(family: Family, size: int, args, value: float, keys):
-    """``[S]`` arrays for one value passed as a Python number (a static argument)."""
-    return jax.vmap(functools.partial(_measure_one, family, size, args, value))(keys)
+    param_keys, carry_keys, xs, readouts = jax.vmap(functools.partial(_draws, size, args))(keys)
+    lyapunov = functools.partial(_lyapunov_one, family, size, args)
+    over_seeds = jax.vmap(lyapunov, (None, 0, 0, 0))
+    exponent, participation, params, carry = jax.vmap(over_seeds, (0, None, None, None))(
+        values, param_keys, carry_keys, xs
+    )
+    readouts = jnp.broadcast_to(readouts, (len(values), *readouts.shape))
+    gradient_xs = xs[:, args.warmup : args.warmup + args.length]
+    norms, _ = diagnostics.carry_grad_norms_grid(
+        family.make_cell, size, values, params, gradient_xs, _readout_loss, readouts,
+        carry=carry,
+    )  # fmt: skip
+    total = jnp.sqrt(sum(jnp.square(leaf) for leaf in jax.tree.leaves(norms)))  # [V, S, T]
+    return exponent, participation, total[..., 0] / total[..., -1]
 
 
 class Config(NamedTuple):
@@ -216,16 +225,12 @@ class Config(NamedTuple):
 def measure(family: Family, size: int, args, keys) -> dict[str, np.ndarray]:
     """``{"lambda_max", "participation_ratio", "decay_ratio"}``, each ``[V, S]``.
 
-    The swept value is traced, so each family and size compiles once; a factory that
-    needs a Python number for it falls back to one program per value.
+    The swept value is traced (the cell factory must take an array), so each family and
+    size compiles once.
     """
     config = Config(args.warmup, args.lyapunov_length, args.transient, args.length, args.input_std)
     values = np.asarray(getattr(args, family.values_argument), np.float64)
-    try:
-        results = _measure_grid(family, size, config, jnp.asarray(values), keys)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError):
-        rows = [_measure_value(family, size, config, v, keys) for v in values.tolist()]
-        results = [jnp.stack(parts) for parts in zip(*rows, strict=True)]
+    results = _measure_grid(family, size, config, jnp.asarray(values), keys)
     names = ("lambda_max", "participation_ratio", "decay_ratio")
     return {n: np.asarray(r, np.float64) for n, r in zip(names, results, strict=True)}
 
