@@ -224,19 +224,14 @@ def measure(family: Family, hidden: int, values, params, readouts, inputs, targe
     )  # fmt: skip
 
 
-@functools.partial(jax.jit, static_argnames=("family", "hidden"))
-def init_params(family: Family, hidden: int, values, keys):
-    """Cell params and a random readout ``N(0, 1/H)``, leaves ``[C, S, ...]``."""
-
-    def one(value, key):
-        cell_key, readout_key = jax.random.split(key)
-        readout = init_readout(readout_key, hidden, 1, jnp.float64)
-        params = family.make_cell(value, hidden).init(cell_key, FEATURES)
-        params = jax.tree.map(lambda p: p.astype(jnp.float64) if p.dtype == jnp.float32 else p,
-                              params)  # fmt: skip
-        return params, readout
-
-    return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(values, keys)
+@functools.partial(jax.jit, static_argnames=("family", "hidden_size"))
+def init_params(family: Family, hidden_size: int, values, keys):
+    """Float64 cell params (leaves ``[C, S, ...]``) and, per seed, a random readout
+    ``N(0, 1/H)`` (leaves ``[C, S, H, 1]``, the same for every value)."""
+    cell_keys, readout_keys = jax.vmap(jax.random.split)(keys).T
+    params = diagnostics.init_grid(family.make_cell, hidden_size, values, cell_keys, FEATURES)
+    readout = jax.vmap(lambda key: init_readout(key, hidden_size, 1, jnp.float64))(readout_keys)
+    return params, jax.tree.map(lambda r: jnp.broadcast_to(r, (len(values), *r.shape)), readout)
 
 
 def leaf_names(family: Family, hidden: int) -> list[str]:

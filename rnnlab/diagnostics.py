@@ -8,7 +8,8 @@ without batch dimensions, and honours the options of :func:`rnnlab.unroll`
 - :func:`carry_grad_norms`: ``||dL/dcarry_t||`` for every step ``t`` in one backward
   pass, one curve per carry leaf (``h`` and ``c`` for the LSTM).
 - :func:`carry_grad_norms_grid`: the same for a cell family over a grid of
-  hyperparameter values x seeds, in one compiled program, with Pascanu's ``eta``.
+  hyperparameter values x seeds, in one compiled program, with Pascanu's ``eta``;
+  :func:`init_grid` draws the grid's params.
 - :func:`jacobian_norms`: ``||dcarry_T/dcarry_t||_2`` for every ``t``, exact or by
   matrix-free power iteration.
 - :func:`recurrent_spectrum`: singular values, eigenvalues and spectral radius of
@@ -56,6 +57,7 @@ __all__ = [
     "carry_leaf_names",
     "decay_ratio",
     "gradient_statistics",
+    "init_grid",
     "jacobian_norms",
     "last_informative_step",
     "normalized_curves",
@@ -335,6 +337,39 @@ def carry_grad_norms(
         for flat, grad in zip(perturbed.flats, grads, strict=True)
     ]
     return _checked(_layer_carry_tree(perturbed.layer, per_unit), mismatch, cell)
+
+
+def init_grid(
+    make_cell: Callable[[jax.Array, int, Any], Cell],
+    hidden_size: int,
+    values: jax.Array,
+    keys: jax.Array,
+    input_size: int,
+    dtype=jnp.float64,
+) -> Params:
+    """Params for :func:`carry_grad_norms_grid`: ``make_cell(values[c], hidden_size,
+    dtype).init(keys[s], input_size)`` for every value and seed, leaves ``[C, S, ...]``.
+
+    Every seed's key is shared across values (common random numbers).  Real floating
+    leaves of another precision (a factory that ignores ``dtype``) are cast to ``dtype``.
+
+    Args:
+      make_cell: ``make_cell(value, hidden_size, dtype) -> Cell``; must take a traced
+        value.
+      hidden_size: ``H``.
+      values: ``[C]`` hyperparameter values.
+      keys: ``[S]`` typed keys.
+      input_size: ``F``.
+      dtype: the params' real dtype.
+    """
+
+    def cast(leaf):
+        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    def one(value, key):
+        return jax.tree.map(cast, make_cell(value, hidden_size, dtype).init(key, input_size))
+
+    return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(values, keys)
 
 
 @functools.partial(jax.jit, static_argnames=("make_cell", "hidden_size", "loss_fn", "per_example"))

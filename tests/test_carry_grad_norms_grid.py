@@ -1,10 +1,11 @@
-"""rnnlab.diagnostics.carry_grad_norms_grid against a closed form: for a linear RNN
+"""rnnlab.diagnostics.carry_grad_norms_grid (and init_grid) against a closed form: for a linear RNN
 ``h_t = x_t W_ih + h_{t-1} W_hh + b`` and ``L = 1/2 sum_b (h_T w + c - y_b)^2``, the carry
 gradient is ``dL/dh_T = (h_T w + c - y) w^T`` and ``dL/dh_t = dL/dh_{t+1} W_hh^T``, written
 here in NumPy float64 for every value and seed of the grid (``W_hh`` drawn Gaussian, so
 that ``W_hh`` and ``W_hh^T`` give different norms); and Pascanu et al. 2013's ``eta`` is
 ``sigma_max(W_hh)`` by NumPy's SVD.  Two compiles, tiny shapes."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,19 +45,15 @@ def closed_form(params, readout, carry, xs, targets):
 
 def test_grid_matches_the_closed_form_of_a_linear_rnn():
     """Oracles: the NumPy backward recursion per (value, seed), with a given initial
-    carry; ``eta`` is the largest singular value of ``W_hh`` (NumPy's SVD)."""
+    carry; ``eta`` is the largest singular value of ``W_hh`` (NumPy's SVD); init_grid's
+    params at ``[c, s]`` are the unvmapped ``init`` of value ``c`` with key ``s``."""
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(0), 6)
         values = jnp.asarray(RHOS)
-
-        def init(value, key):
-            cell_key, readout_key = jax.random.split(key)
-            params = make_linear_rnn(value, H, jnp.float64).init(cell_key, F)
-            weight = jax.random.normal(readout_key, (H, 1), jnp.float64)
-            return params, {"weight": weight, "bias": jnp.ones((1,), jnp.float64)}
-
         seed_keys = jax.random.split(keys[0], S)
-        params, readouts = jax.vmap(jax.vmap(init, (None, 0)), (0, None))(values, seed_keys)
+        params = diagnostics.init_grid(make_linear_rnn, H, values, seed_keys, F)
+        weights = jax.random.normal(keys[4], (C, S, H, 1), jnp.float64)
+        readouts = {"weight": weights, "bias": jnp.ones((C, S, 1), jnp.float64)}
         carry = jax.random.normal(keys[1], (C, S, B, H), jnp.float64)
         xs = jax.random.normal(keys[2], (S, B, T, F), jnp.float64)
         targets = jax.random.normal(keys[3], (S, B, 1), jnp.float64)
@@ -72,6 +69,9 @@ def test_grid_matches_the_closed_form_of_a_linear_rnn():
                 np.testing.assert_allclose(norms[c, s], expected, rtol=1e-10)
                 sigma = np.linalg.svd(np.asarray(one[0]["weight_hh"]), compute_uv=False)
                 np.testing.assert_allclose(eta[c, s], sigma[0], rtol=1e-10)
+        # init_grid against the plain, unvmapped init of one value and seed.
+        direct = make_linear_rnn(RHOS[1], H, jnp.float64).init(seed_keys[0], F)
+        chex.assert_trees_all_close(jax.tree.map(lambda p: p[1, 0], params), direct)
 
 
 def test_gated_cells_have_no_eta_and_one_curve_per_leaf():
@@ -85,9 +85,7 @@ def test_gated_cells_have_no_eta_and_one_curve_per_leaf():
 
         values = jnp.asarray([0.0, 1.0])
         keys = jax.random.split(jax.random.key(1), S)
-        params = jax.vmap(
-            jax.vmap(lambda v, k: make_lstm(v, H, jnp.float64).init(k, F), (None, 0)), (0, None)
-        )(values, keys)
+        params = diagnostics.init_grid(make_lstm, H, values, keys, F)
         xs = jax.random.normal(jax.random.key(2), (S, B, T, F), jnp.float64)
         norms, eta = diagnostics.carry_grad_norms_grid(
             make_lstm, H, values, params, xs, lambda ys, _, __: jnp.sum(ys[..., -1, :])
