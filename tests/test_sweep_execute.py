@@ -30,6 +30,7 @@ from rnnlab.sweep import (
     run_sweep,
     seeds,
 )
+from rnnlab.sweep import run as sweep_run
 from rnnlab.sweep.engine import TrainerBuilder
 from rnnlab.sweep.execute import split_config
 from rnnlab.train import TrainConfig, make_train
@@ -191,15 +192,47 @@ def test_resume_skips_finished_work(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["configurations"] == len(configs)
 
 
-def test_auto_strategy_calibrates_every_candidate_and_picks_the_fastest():
+def test_auto_strategy_calibrates_every_candidate_and_picks_the_fastest(monkeypatch):
     """Oracle: the recorded measurements: auto tried vmap, loop and processes on real work,
-    chose the largest throughput, and still produced every row."""
+    chose the largest throughput, and still produced every row.  (The toy sweep is far
+    too short to pay for calibration: the overhead bound is lifted.)"""
+    monkeypatch.setattr(sweep_run, "CALIBRATION_OVERHEAD", float("inf"))
     configs = configurations(TOY_SPACE)
     result = run_sweep(configs, ToyBuilder(), strategy="auto", workers=2, progress=False)
     calibration = result.summary["calibration"]
     assert calibration.keys() == {"vmap", "loop", "processes"}
     assert result.summary["strategy"]["chosen"] == max(calibration, key=calibration.get)
+    assert result.summary["calibration_decision"]["calibrate"]
     assert [row["id"] for row in result.rows] == [c["id"] for c in configs]
+
+
+def test_auto_keeps_the_fallback_when_calibration_would_cost_more_than_it_could_save():
+    """Oracle: the decision rule on the fallback's own timing: the toy sweep is
+    compile-bound, so with the documented 10% bound auto times only the fallback and runs
+    every configuration with it."""
+    configs = configurations(TOY_SPACE)
+    result = run_sweep(configs, ToyBuilder(), strategy="auto", workers=2, progress=False)
+    decision = result.summary["calibration_decision"]
+    assert result.summary["calibration"].keys() == {"processes"}
+    assert result.summary["strategy"]["chosen"] == "processes"
+    assert not decision["calibrate"]
+    assert (
+        decision["calibration_cost_s"]
+        > sweep_run.CALIBRATION_OVERHEAD * decision["predicted_rest_s"]
+    )
+    assert [row["id"] for row in result.rows] == [c["id"] for c in configs]
+
+
+def test_calibration_decision_bounds_the_pessimistic_cost():
+    """Oracle: the documented inequality, others x (chunk + 2 run) <= 0.1 x rest, on
+    hand-computed numbers (a 16 s chunk with 11 s of training, 8 configurations)."""
+    decide = sweep_run._calibration_decision
+    # rest: 232 x 11/8 = 319 s; cost 2 x (16 + 22) = 76 s > 31.9 s: keep the fallback.
+    assert not decide(16.0, 11.0, 8, 232, 2)["calibrate"]
+    # rest: 600 x 11/8 = 825 s; cost 76 s <= 82.5 s: calibrate.
+    small = decide(16.0, 11.0, 8, 600, 2)
+    assert small["calibrate"] and small["predicted_rest_s"] == pytest.approx(825.0)
+    assert small["calibration_cost_s"] == pytest.approx(76.0)
 
 
 @pytest.mark.parametrize(
@@ -272,7 +305,8 @@ def test_two_processes_with_two_devices_each_match_one_process(real_sweep, tmp_p
         from rnnlab import runtime
         info = runtime.initialize_distributed(process_id=int(sys.argv[1]))
         from rnnlab.sweep import configurations, run_sweep
-        from rnnlab.sweep.engine import TrainerBuilder
+        from rnnlab.sweep import run as sweep_run
+from rnnlab.sweep.engine import TrainerBuilder
         from tests.test_sweep_execute import REAL_BASE, REAL_SPACE
         result = run_sweep(configurations(REAL_SPACE), TrainerBuilder(REAL_BASE), progress=False,
                            out={str(tmp_path / "out")!r})

@@ -20,12 +20,13 @@ Strategies (``strategy=``):
   ``intra_op_parallelism_threads=1`` is not an XLA flag: XLA ignores it),
   each running a loop over its share of the chunk.
 - ``"auto"``: on accelerators, or with several devices, ``"vmap"``.  On one CPU
-  device the first group with at least four configurations per candidate
-  gives each strategy one calibration chunk (at most 8 configurations); each chunk's
-  configurations x steps per second (compile time excluded) is measured on
-  this real work (nothing is thrown away) and the fastest strategy runs the
-  rest of the sweep.  Groups before that (too small to calibrate) run with
-  ``"processes"`` (``"loop"`` on one core), the fastest in our CPU measurements.
+  device it runs ``"processes"`` (``"loop"`` on one core), the fastest in our CPU
+  measurements, and times it on the first chunk (at most 8 configurations) of the
+  first group with at least four configurations per candidate.  If the rest of the
+  sweep is predicted to be long enough that timing the other candidates costs at most
+  10% of it (``rnnlab.sweep.run.CALIBRATION_OVERHEAD``), each of them gets one chunk
+  of that real work (nothing is thrown away), and the fastest, in configurations x
+  steps per second with compile time excluded, runs the rest of the sweep.
 
 Multi-host (a TPU pod or several GPU hosts): call ``jax.distributed.initialize()``
 in every process before anything else, then run the same script everywhere.

@@ -48,6 +48,10 @@ MIN_CALIBRATION = 4
 #: At most this many configurations per calibration chunk: the slow strategies'
 #: chunks are real work, but slow, so keep them short.
 CALIBRATION_SIZE = 8
+#: ``"auto"`` calibrates only when the other candidates' chunks are predicted to cost at
+#: most this fraction of the rest of the sweep run with the fallback strategy, so that
+#: calibration can never make a sweep more than about 10% slower than the fallback.
+CALIBRATION_OVERHEAD = 0.1
 
 
 def fallback_strategy(workers: int) -> str:
@@ -59,6 +63,30 @@ def fallback_strategy(workers: int) -> str:
     ``--compare-strategies``), so it is the default when there are several cores.
     """
     return "processes" if workers > 1 else "loop"
+
+
+def _calibration_decision(chunk_seconds, run_seconds, chunk_size, remaining, others) -> dict:
+    """Whether ``"auto"`` should time the other candidates, from the fallback's first chunk.
+
+    The fallback's chunk took ``chunk_seconds`` in all (compilation and worker start-up
+    included), ``run_seconds`` of it training; the rest of the sweep (``remaining``
+    configurations) is predicted to take ``remaining * run_seconds / chunk_size`` with
+    it.  Each of the ``others`` candidates compiles its own program and may train up to
+    3x slower (vmap and a loop against one process per core, measured on this 2-core
+    CPU), so its chunk is predicted to cost up to ``chunk_seconds + 2 run_seconds`` more
+    than the fallback would have; calibration runs only if that pessimistic cost is at
+    most :data:`CALIBRATION_OVERHEAD` of ``predicted``.  Short sweeps, and studies the
+    size of ``make sweep``'s, keep the fallback; sweeps long enough that a better choice
+    could pay for the measurement are calibrated.
+    """
+    predicted = remaining * run_seconds / max(chunk_size, 1)
+    cost = others * (chunk_seconds + 2 * run_seconds)
+    return {
+        "fallback_chunk_s": chunk_seconds,
+        "predicted_rest_s": predicted,
+        "calibration_cost_s": cost,
+        "calibrate": cost <= CALIBRATION_OVERHEAD * predicted,
+    }
 
 
 class SweepResult(NamedTuple):
@@ -228,8 +256,12 @@ def _run_sweep(
     bar = Progress(pending_total, label, unit="cfg") if progress else None
     factor, patience = divergence
 
+    done = 0
+    decision: dict[str, Any] = {}
+
     def record(group, executor, strategy_used, chunk, result: ChunkResult):
-        nonlocal compile_seconds
+        nonlocal compile_seconds, done
+        done += len(chunk)
         compile_seconds += result.compile_seconds
         throughput.add(strategy_used, len(chunk) * executor.trainable.steps, result.run_seconds)
         level = group_baseline(group)
@@ -264,10 +296,20 @@ def _run_sweep(
             executor = GroupExecutor(build, group, mesh, pool)
             if chosen is None and len(queue) >= MIN_CALIBRATION * len(candidates):
                 size = min(chunk_size, len(queue) // len(candidates), CALIBRATION_SIZE)
-                for candidate in candidates:
+                fallback = fallback_strategy(workers)
+                order = [fallback] + [c for c in candidates if c != fallback]
+                for index, candidate in enumerate(order):
                     chunk, queue = queue[:size], queue[size:]
+                    start = time.perf_counter()
                     result = executor.run(candidate, chunk, pad_to(size, mesh.size))
                     calibration[candidate] = record(group, executor, candidate, chunk, result)
+                    if index == 0:
+                        decision = _calibration_decision(
+                            time.perf_counter() - start, result.run_seconds, len(chunk),
+                            pending_total - done, len(order) - 1,
+                        )  # fmt: skip
+                        if not decision["calibrate"]:
+                            break
                 chosen = max(calibration, key=calibration.get)
             current = chosen or fallback_strategy(workers)
             size = pad_to(min(chunk_size, max(len(queue), 1)), mesh.size)
@@ -288,6 +330,7 @@ def _run_sweep(
         "diverged": sum(bool(row["diverged"]) for row in rows),
         "strategy": {"requested": strategy, "chosen": chosen or fallback_strategy(workers)},
         "calibration": calibration,
+        "calibration_decision": decision,
         "throughput": throughput.rates(),
         "devices": mesh.size,
         "platform": mesh.devices.flat[0].platform,
