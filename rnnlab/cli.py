@@ -68,6 +68,23 @@ class Parser(argparse.ArgumentParser):
                 self.exit(USAGE, f"error: {old} was renamed {new} (see --help)\n")
         return super().parse_known_args(arguments, namespace)
 
+    def check_at_least(
+        self, arguments: argparse.Namespace, minimum: float, *names: str, reason: str = ""
+    ) -> None:
+        """Usage error unless each named value (every element, for a list) is ``>= minimum``.
+
+        ``parser.check_at_least(args, 1, "steps", "hidden_size")`` answers ``--steps 0``
+        with ``error: --steps: must be >= 1, got 0`` and exit status 2; ``reason`` is
+        added in parentheses.
+        """
+        for name in names:
+            value = getattr(arguments, name)
+            several = isinstance(value, (list, tuple))
+            if (min(value, default=minimum) if several else value) < minimum:
+                why = f" ({reason})" if reason else ""
+                must = "must all be" if several else "must be"
+                self.error(f"{flag_of(name)}: {must} >= {minimum}{why}, got {value}")
+
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
         unknown = re.match(r"unrecognized arguments: (\S+)", message)
