@@ -145,11 +145,7 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--train-length", type=int, default=100)
     parser.add_argument("--train-seeds", type=int, default=2)
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="tiny smoke-test sizes (" + ", ".join(f"--{k.replace('_', '-')}" for k in QUICK)
-        + "); flags you give explicitly win",
-    )  # fmt: skip
+    cli.add_preset_switch(parser, QUICK, "tiny smoke-test sizes")
     args = cli.parse_with_preset(parser, argv, QUICK)
     args.rhos, args.forget_biases = tuple(args.rhos), tuple(args.forget_biases)
     args.lengths, args.cell_lengths = sorted(args.lengths), sorted(args.cell_lengths)

@@ -23,7 +23,15 @@ from typing import NoReturn
 
 from rnnlab._checks import ArgumentError, did_you_mean
 
-__all__ = ["RENAMED_FLAGS", "Parser", "fail", "flag_of", "parse_with_preset", "usage_errors"]
+__all__ = [
+    "RENAMED_FLAGS",
+    "Parser",
+    "add_preset_switch",
+    "fail",
+    "flag_of",
+    "parse_with_preset",
+    "usage_errors",
+]
 
 #: Exit status of a usage error (argparse's).
 USAGE = 2
@@ -156,6 +164,19 @@ def usage_errors(
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(USAGE) from None
         fail(default_flag, str(error))
+
+
+def add_preset_switch(
+    parser: argparse.ArgumentParser, preset: Mapping[str, object], what: str, switch: str = "quick"
+) -> None:
+    """Adds the ``--{switch}`` flag of :func:`parse_with_preset`; its help names the flags
+    ``preset`` sets (read from the preset, so it cannot drift), after ``what`` it is for."""
+    flags = ", ".join(flag_of(name) for name in preset)
+    parser.add_argument(
+        f"--{switch}",
+        action="store_true",
+        help=f"{what}: smaller defaults for {flags}; flags you give explicitly win",
+    )
 
 
 def parse_with_preset(

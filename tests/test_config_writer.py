@@ -99,3 +99,16 @@ def test_check_at_least_names_the_flag(argv, message, capsys):
     fine = argparse.Namespace(steps=1, hidden_size=1, lengths=[2, 9])
     parser.check_at_least(fine, 1, "steps", "hidden_size")
     parser.check_at_least(fine, 2, "lengths")
+
+
+def test_preset_switch_names_the_preset_flags_and_explicit_flags_win():
+    """Oracle: the preset itself — the help lists its flags; ``--quick`` takes its values
+    except where a flag is given."""
+    parser = _parser()
+    preset = {"steps": 3, "hidden_size": 4}
+    cli.add_preset_switch(parser, preset, "a smoke run")
+    assert parser._option_string_actions["--quick"].help == (
+        "a smoke run: smaller defaults for --steps, --hidden-size; flags you give explicitly win"
+    )
+    arguments = cli.parse_with_preset(parser, ["--quick", "--steps", "7"], preset)
+    assert (arguments.steps, arguments.hidden_size) == (7, 4)
