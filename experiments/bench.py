@@ -105,22 +105,20 @@ def main(argv=None):
 
     torch.set_num_threads(os.cpu_count())
     command = " ".join([".venv/bin/python", "experiments/bench.py", *(argv or sys.argv[1:])])
-    config = {
+    details = {
         "command": command,
         "allocator": allocator,
         "torch_threads": torch.get_num_threads(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        # The report's protocol line reads ``reps``.
-        "reps": args.repetitions,
-        "versions": io.package_versions(),
     }
+    document = io.write_config(args.out, "bench", vars(args), details=details)
     summary = {
-        "config": config,
+        # The report's protocol line reads ``reps``.
+        "config": {**details, **document["config"], "reps": args.repetitions,
+                   "versions": document["versions"]},
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}",
-    }
-    io.write_json(args.out / "config.json", config)
+    }  # fmt: skip
 
     def save(current):
         """Writes what is measured so far, so a killed run keeps its finished sections."""

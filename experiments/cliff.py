@@ -47,7 +47,6 @@ import rnnlab
 from rnnlab import cli, io, plots, runtime
 from rnnlab.plots import gradients as gradient_plots
 from rnnlab.progress import Progress
-from rnnlab.train.runner import package_versions
 
 
 class Surface(NamedTuple):
@@ -79,9 +78,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.grid, args.sgd_steps = 80, 60
-    for name in ("length", "grid", "sgd_steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    parser.check_at_least(args, 1, "length", "grid", "sgd_steps")
     if not args.clip_norm > 0:
         parser.error("--clip-norm must be > 0")
     return args
@@ -217,16 +214,16 @@ def main(argv=None) -> dict:
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start_time = time.perf_counter()
     out = args.out
-    io.write_json(
-        out / "config.json",
-        {
-            **vars(args),
+    io.write_config(
+        out,
+        "cliff",
+        vars(args),
+        details={
             "model": "x_t = w sigma(x_{t-1}) + b, no input; E = (sigma(x_T) - target)^2 "
             "(rnnlab.rnn(1, activation=activation): h_t = sigma(w h_{t-1} + b), h_0 = sigma(x_0))",
             "surfaces": [s._asdict() for s in SURFACES],
             "optimizer": "SGD, constant learning rate; clipping: optax.clip_by_global_norm",
             "dtype": "float64",
-            "versions": package_versions(),
         },
     )  # fmt: skip
     summary, rows = {"surfaces": {}}, []

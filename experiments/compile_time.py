@@ -32,7 +32,6 @@ from pathlib import Path
 
 from rnnlab import cli, io, plots, runtime
 from rnnlab.bench import programs
-from rnnlab.train.runner import package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,9 +56,7 @@ def parse_args(argv=None):
     if args.quick:
         args.cells, args.hidden_size, args.length = args.cells[:1], 4, 5
         args.steps, args.chunk_steps, args.repetitions = 4, 2, 1
-    for name in ("hidden_size", "length", "steps", "chunk_steps", "repetitions"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    parser.check_at_least(args, 1, "hidden_size", "length", "steps", "chunk_steps", "repetitions")
     if args.steps % args.chunk_steps:
         parser.error("--chunk-steps must divide --steps")
     return args
@@ -181,8 +178,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     runtime.tune_allocator()
     args.out.mkdir(parents=True, exist_ok=True)
-    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    io.write_json(args.out / "config.json", {**resolved, "versions": package_versions()})
+    io.write_config(args.out, "compile_time", vars(args))
     summary = {
         "command": " ".join(["experiments/compile_time.py", *(argv or sys.argv[1:])]),
         "shape": f"adding T={args.length}, H={args.hidden_size}, {args.steps} steps",

@@ -49,7 +49,6 @@ from rnnlab.progress import Progress
 from rnnlab.tasks import Batch
 from rnnlab.tasks.base import squared_error
 from rnnlab.train import TrainConfig, make_train
-from rnnlab.train.runner import package_versions
 
 PERCENTILES = (10, 50, 90)
 
@@ -317,14 +316,14 @@ def main(argv=None) -> dict:
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start_time = time.perf_counter()
     chosen = [s for s in STUDENTS if s.name in args.students]
-    io.write_json(
-        args.out / "config.json",
-        {
-            **vars(args),
+    io.write_config(
+        args.out,
+        "curse_of_memory",
+        vars(args),
+        details={
             "students": {s.name: s._asdict() for s in chosen},
             "optimizer": "adam, cosine schedule to 0, no clipping",
             "loss": "squared error summed over outputs, mean over steps and sequences",
-            "versions": package_versions(),
         },
     )
     summary = {}

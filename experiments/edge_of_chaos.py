@@ -43,7 +43,6 @@ import rnnlab
 from rnnlab import cli, diagnostics, dynamics, io, plots, runtime
 from rnnlab.plots import dynamics as dynamics_plots
 from rnnlab.progress import Progress
-from rnnlab.train.runner import package_versions
 
 #: Input features of every cell (the input is zero unless --input-std > 0).
 FEATURES = 1
@@ -128,9 +127,8 @@ def parse_args(argv=None):
     unknown = set(args.families) - {f.name for f in FAMILIES}
     if unknown:
         parser.error(f"--families: unknown {sorted(unknown)}; known {[f.name for f in FAMILIES]}")
-    for name in ("seeds", "lyapunov_length", "length"):
-        if getattr(args, name) < 1 or (name == "length" and args.length < 2):
-            parser.error(f"{cli.flag_of(name)} is too small")
+    parser.check_at_least(args, 1, "seeds", "lyapunov_length")
+    parser.check_at_least(args, 2, "length")
     if args.transient >= args.lyapunov_length:
         parser.error("--transient must be smaller than --lyapunov-length")
     if args.length > args.lyapunov_length:
@@ -292,16 +290,16 @@ def main(argv=None) -> dict:
     runtime.configure()  # compilation cache; allocator (no per-step page faults at long T)
     start_time = time.perf_counter()
     study = [family for family in FAMILIES if family.name in args.families]
-    io.write_json(
-        args.out / "config.json",
-        {
-            **vars(args),
+    io.write_config(
+        args.out,
+        "edge_of_chaos",
+        vars(args),
+        details={
             "families": {f.name: f._asdict() for f in study},
             "loss": "(r . y_T - 1)^2 with r ~ N(0, 1/N); norms over the whole carry",
             "gradient_rate": "log(||dL/dh_1|| / ||dL/dh_T||) / (T - 1)",
             "initial_carry": "N(0, 1) entries, then --warmup steps",
             "dtype": "float64",
-            "versions": package_versions(),
         },
     )
     summary = {"families": {}, "skipped": {}, "length": args.length}

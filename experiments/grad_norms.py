@@ -145,27 +145,15 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--train-length", type=int, default=100)
     parser.add_argument("--train-seeds", type=int, default=2)
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="tiny smoke-test sizes (" + ", ".join(f"--{k.replace('_', '-')}" for k in QUICK)
-        + "); flags you give explicitly win",
-    )  # fmt: skip
+    cli.add_preset_switch(parser, QUICK, "tiny smoke-test sizes")
     args = cli.parse_with_preset(parser, argv, QUICK)
     args.rhos, args.forget_biases = tuple(args.rhos), tuple(args.forget_biases)
     args.lengths, args.cell_lengths = sorted(args.lengths), sorted(args.cell_lengths)
-    for name in ("hidden_size", "seeds", "batch_size", "train_seeds", "train_length"):
-        if getattr(args, name) < 1:
-            cli.fail(cli.flag_of(name), f"must be >= 1, got {getattr(args, name)}")
-    for name in ("seed", "train_steps"):
-        if getattr(args, name) < 0:
-            cli.fail(cli.flag_of(name), f"must be >= 0, got {getattr(args, name)}")
-    for name in ("lengths", "cell_lengths"):
-        if min(getattr(args, name)) < 2:
-            cli.fail(
-                cli.flag_of(name),
-                "must all be >= 2 (the ratio compares step 1 with step T), got "
-                f"{getattr(args, name)}",
-            )
+    parser.check_at_least(args, 1, "hidden_size", "seeds", "batch_size", "train_seeds",
+                          "train_length")  # fmt: skip
+    parser.check_at_least(args, 0, "seed", "train_steps")
+    parser.check_at_least(args, 2, "lengths", "cell_lengths",
+                          reason="the ratio compares step 1 with step T")  # fmt: skip
     for name in ("rhos", "forget_biases"):
         if not all(math.isfinite(v) for v in getattr(args, name)):
             cli.fail(cli.flag_of(name), f"must be finite, got {getattr(args, name)}")

@@ -37,7 +37,6 @@ from rnnlab.plots import gradients as gradient_plots
 from rnnlab.progress import Progress
 from rnnlab.tasks import make_task
 from rnnlab.tasks.base import squared_error
-from rnnlab.train.runner import package_versions
 
 #: Percentiles of the shaded bands.
 BAND = (10, 90)
@@ -94,10 +93,8 @@ def parse_args(argv=None):
         args.cost_hidden_size, args.cost_length, args.cost_batch_size = [8], 8, 2
         args.cells = args.cells or ["rnn"]
     args.cells = args.cells or [entry.name for entry in CELLS]
-    for name in ("hidden_size", "batch_size", "draws", "uoro_samples", "cost_length",
-                 "cost_batch_size", "repetitions"):  # fmt: skip
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    parser.check_at_least(args, 1, "hidden_size", "batch_size", "draws", "uoro_samples",
+                          "cost_length", "cost_batch_size", "repetitions")  # fmt: skip
     args.lengths = sorted(set(args.lengths))
     for k in args.truncations:
         try:
@@ -277,10 +274,11 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     entries = [entry for entry in CELLS if entry.name in args.cells]
     out = args.out
-    io.write_json(
-        out / "config.json",
-        {
-            **vars(args),
+    io.write_config(
+        out,
+        "gradient_quality",
+        vars(args),
+        details={
             "cells": {e.name: {"title": e.title, "online": e.online} for e in entries},
             "task": "adding (Le et al. 2015 variant), loss at the last step only",
             "params": "each cell's default init; readout N(0, 1/H); one draw per --draws",
@@ -288,7 +286,6 @@ def main(argv=None) -> dict:
             "band_percentiles": BAND,
             "rtrl_max_sensitivity_size": gradients.RTRL_MAX_SENSITIVITY_SIZE,
             "devices": [str(d) for d in jax.devices()],
-            "versions": package_versions(),
         },
     )  # fmt: skip
     quality_key, cost_key = jax.random.split(jax.random.key(args.seed))

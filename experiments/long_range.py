@@ -66,11 +66,7 @@ def main(argv=None) -> None:
         help="how each (task, cell, T)'s seeds run (rnnlab.sweep.run_sweep): one vmapped "
         "program (the default), a loop, one process per core, or auto (measured)",
     )  # fmt: skip
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="a smoke run: " + ", ".join(f"--{k.replace('_', '-')}" for k in QUICK)
-        + "; flags you give explicitly win",
-    )  # fmt: skip
+    cli.add_preset_switch(parser, QUICK, "a smoke run")
     arguments = cli.parse_with_preset(parser, argv, QUICK)
     cell_options = {cell: {} for cell in arguments.cells}
     for cell in arguments.cells:

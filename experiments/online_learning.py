@@ -34,7 +34,6 @@ import numpy as np
 from rnnlab import cli, gradients, io, plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
-from rnnlab.train.runner import package_versions
 
 
 def parse_args(argv=None):
@@ -64,17 +63,10 @@ def parse_args(argv=None):
         )
         args.seeds, args.repetitions = 2, 3
         args.estimators = ["bptt", "tbptt:4", "uoro", "snap1", "rtrl"]
-    for name in (
-        "hidden_size",
-        "length",
-        "batch_size",
-        "steps",
-        "chunk_steps",
-        "seeds",
+    parser.check_at_least(
+        args, 1, "hidden_size", "length", "batch_size", "steps", "chunk_steps", "seeds",
         "repetitions",
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    )  # fmt: skip
     try:
         for name in args.estimators:
             make_config(args, name)
@@ -204,11 +196,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    io.write_json(args.out / "config.json", {
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    io.write_config(args.out, "online_learning", vars(args), details={
         "train_configs": {n: dataclasses.asdict(make_config(args, n)) for n in args.estimators},
         "rtrl_max_sensitivity_size": gradients.RTRL_MAX_SENSITIVITY_SIZE,
-        "devices": [str(d) for d in jax.devices()], "versions": package_versions(),
+        "devices": [str(d) for d in jax.devices()],
     })  # fmt: skip
     rows, finals, costs = [], {}, []
     with Progress(2 * len(args.estimators), "online_learning", unit="jobs") as bar:

@@ -43,7 +43,6 @@ import jax.numpy as jnp
 from rnnlab import cli, io, plots
 from rnnlab.progress import Progress
 from rnnlab.train import TrainConfig, make_train
-from rnnlab.train.runner import package_versions
 
 #: The three training methods: (clip threshold, alpha); SGD's threshold is inf (no clip).
 METHODS = {"sgd": (math.inf, 0.0), "clip": (1.0, 0.0), "clip+omega": (1.0, 2.0)}
@@ -72,9 +71,9 @@ def parse_args(argv=None):
     if args.quick:
         args.lengths, args.seeds, args.steps, args.check_every = [12], 2, 40, 20
         args.check_size, args.hidden_size = 200, 8
-    for name in ("seeds", "steps", "check_every", "check_size", "hidden_size", "batch_size"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    parser.check_at_least(
+        args, 1, "seeds", "steps", "check_every", "check_size", "hidden_size", "batch_size"
+    )
     if args.steps % args.check_every:
         parser.error(f"--check-every={args.check_every} must divide --steps={args.steps}")
     if min(args.lengths) < 10:
@@ -252,10 +251,9 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     key = jax.random.key(args.seed)
     configs = {t: dataclasses.asdict(make_config(args, t, True)) for t in args.lengths}
-    io.write_json(args.out / "config.json", {
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    io.write_config(args.out, "pascanu2013", vars(args), details={
         "train_configs": configs, "methods": {m: METHODS[m] for m in args.methods},
-        "success_sequences": SUCCESS_SEQUENCES, "versions": package_versions(),
+        "success_sequences": SUCCESS_SEQUENCES,
     })  # fmt: skip
     # Omega costs a few BPTT passes, so only clip+omega pays for it; --quick compiles one
     # program for all methods instead (alpha = 0 leaves Omega out of the others' updates).

@@ -23,7 +23,15 @@ from typing import NoReturn
 
 from rnnlab._checks import ArgumentError, did_you_mean
 
-__all__ = ["RENAMED_FLAGS", "Parser", "fail", "flag_of", "parse_with_preset", "usage_errors"]
+__all__ = [
+    "RENAMED_FLAGS",
+    "Parser",
+    "add_preset_switch",
+    "fail",
+    "flag_of",
+    "parse_with_preset",
+    "usage_errors",
+]
 
 #: Exit status of a usage error (argparse's).
 USAGE = 2
@@ -67,6 +75,23 @@ class Parser(argparse.ArgumentParser):
             if new is not None and new in flags and old not in flags:
                 self.exit(USAGE, f"error: {old} was renamed {new} (see --help)\n")
         return super().parse_known_args(arguments, namespace)
+
+    def check_at_least(
+        self, arguments: argparse.Namespace, minimum: float, *names: str, reason: str = ""
+    ) -> None:
+        """Usage error unless each named value (every element, for a list) is ``>= minimum``.
+
+        ``parser.check_at_least(args, 1, "steps", "hidden_size")`` answers ``--steps 0``
+        with ``error: --steps: must be >= 1, got 0`` and exit status 2; ``reason`` is
+        added in parentheses.
+        """
+        for name in names:
+            value = getattr(arguments, name)
+            several = isinstance(value, (list, tuple))
+            if (min(value, default=minimum) if several else value) < minimum:
+                why = f" ({reason})" if reason else ""
+                must = "must all be" if several else "must be"
+                self.error(f"{flag_of(name)}: {must} >= {minimum}{why}, got {value}")
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
@@ -139,6 +164,19 @@ def usage_errors(
             print(f"error: {error}", file=sys.stderr, flush=True)
             raise SystemExit(USAGE) from None
         fail(default_flag, str(error))
+
+
+def add_preset_switch(
+    parser: argparse.ArgumentParser, preset: Mapping[str, object], what: str, switch: str = "quick"
+) -> None:
+    """Adds the ``--{switch}`` flag of :func:`parse_with_preset`; its help names the flags
+    ``preset`` sets (read from the preset, so it cannot drift), after ``what`` it is for."""
+    flags = ", ".join(flag_of(name) for name in preset)
+    parser.add_argument(
+        f"--{switch}",
+        action="store_true",
+        help=f"{what}: smaller defaults for {flags}; flags you give explicitly win",
+    )
 
 
 def parse_with_preset(

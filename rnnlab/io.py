@@ -115,10 +115,11 @@ def read_json(path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of python and the packages a result depends on."""
+def package_versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    """Versions of python and the packages a result depends on (:data:`PACKAGES`, then
+    ``extra``, e.g. an application's data packages)."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in dict.fromkeys([*PACKAGES, *extra]):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -351,13 +352,15 @@ def write_config(
     details: Mapping[str, Any] | None = None,
     history: Sequence[Mapping] = (),
     session: Mapping[str, Any] | None = None,
+    packages: Iterable[str] = (),
 ) -> dict:
     """Writes ``out/config.json``: the one config writer of every experiment.
 
     The file holds ``kind`` (which experiment), ``config`` (the full resolved config:
-    what a re-run is compared against), ``details`` (derived facts, e.g. the task's
-    baseline), ``versions`` (python and packages), ``backend`` and ``history``: one
-    entry per session that worked in the folder (when, the command, what changed).
+    what a re-run is compared against), the ``details`` keys (derived facts, e.g. the
+    task's baseline, the devices), ``versions`` (python, :data:`PACKAGES` and
+    ``packages``), ``backend`` and ``history``: one entry per session that worked in the
+    folder (when, the command, what changed).
 
     Returns:
       The document written.
@@ -365,7 +368,7 @@ def write_config(
     entry = {"started": _now(), "command": [Path(sys.argv[0]).name, *sys.argv[1:]]}
     entry.update(session or {})
     document = {"kind": kind, "config": to_jsonable(config), **to_jsonable(details or {})}
-    document["versions"] = package_versions()
+    document["versions"] = package_versions(packages)
     if "jax" in sys.modules:
         document["backend"] = sys.modules["jax"].default_backend()
     document["history"] = [*history, to_jsonable(entry)]

@@ -213,9 +213,10 @@ def load(path: str | Path) -> Run:
     if not config_path.is_file():
         raise ValueError(f"{path} is not a run folder: it has no config.json")
     record = io.read_json(config_path)
-    if "config" not in record:
+    if "config" not in record or record.get("kind", "train") != "train":
         kind = "a sweep" if (path / "results.jsonl").exists() else "another experiment"
-        raise ValueError(f"{path} holds {kind}, not a training run (config.json has no 'config')")
+        kind = f"a {record['kind']} run" if "kind" in record else kind
+        raise ValueError(f"{path} holds {kind}, not a training run; pass a folder train.py wrote")
     summary_path = path / "summary.json"
     summary = io.read_json(summary_path) if summary_path.is_file() else None
     metrics = sorted(io.read_jsonl(path / "metrics.jsonl"), key=lambda row: row["step"])

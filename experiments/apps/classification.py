@@ -70,7 +70,9 @@ def study(arguments, name: str, base: TrainConfig, *, bidirectional: bool, featu
     baselines["training prior"] = task.baseline_metric
     return write_comparison(
         out,
-        experiment_record(vars(arguments), configs, task={"name": task.name, **task.describe}),
+        experiment_record(
+            "classification", vars(arguments), configs, task={"name": task.name, **task.describe}
+        ),
         results,
         baselines=baselines,
         summary={

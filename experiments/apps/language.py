@@ -135,7 +135,9 @@ def main(argv=None) -> dict | None:
     io.write_text(out / "samples.txt", f"# sampled from {best.label} (best validation)\n{samples}")
     summary = write_comparison(
         out,
-        experiment_record(vars(arguments), configs, task={"name": task.name, **task.describe}),
+        experiment_record(
+            "language", vars(arguments), configs, task={"name": task.name, **task.describe}
+        ),
         results,
         baselines={"unigram": task.baseline_metric, "bigram": task.extras["bigram_bits"]},
         summary={

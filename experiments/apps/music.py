@@ -101,7 +101,9 @@ def main(argv=None) -> dict:
 
     summary = write_comparison(
         out,
-        experiment_record(vars(arguments), configs, task={"name": task.name, **task.describe}),
+        experiment_record(
+            "music", vars(arguments), configs, task={"name": task.name, **task.describe}
+        ),
         results,
         baselines={
             "independent keys (prior)": task.baseline_metric,

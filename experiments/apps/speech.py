@@ -56,7 +56,9 @@ def main(argv=None) -> dict:
     logistic = logistic_regression_baseline(task, features="summary")
     summary = write_comparison(
         arguments.out,
-        experiment_record(vars(arguments), configs, task={"name": task.name, **task.describe}),
+        experiment_record(
+            "speech", vars(arguments), configs, task={"name": task.name, **task.describe}
+        ),
         results,
         baselines={
             "logistic regression on mean/std": logistic["test_accuracy"],

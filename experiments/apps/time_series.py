@@ -47,6 +47,7 @@ from rnnlab.train.compare import (
     seed_claims,
     summary_rows,
     train_models,
+    write_record,
 )
 
 QUICK = {"cells": ["gru"], "seeds": 1, "steps": 40, "chunk_steps": 20, "hidden_size": 8,
@@ -278,7 +279,7 @@ def main(argv=None) -> dict:
     studies = {"sunspots": sunspots(arguments, out), "ecg": ecg(arguments, out)}
     configs = {f"{study} {name}": config for study, parts in studies.items()
                for name, config in parts["configs"].items()}  # fmt: skip
-    io.write_json(out / "config.json", experiment_record(vars(arguments), configs))
+    write_record(out, experiment_record("time_series", vars(arguments), configs))
     io.write_csv(out / "results.csv", [{"study": study, **csv_row(row)} for study, parts in
                                        studies.items() for row in parts["rows"]])  # fmt: skip
     io.write_csv(out / "metrics.csv", [{"study": study, **row} for study, parts in

@@ -154,7 +154,9 @@ def main(argv=None) -> dict:
     ]
     summary = write_comparison(
         out,
-        experiment_record(vars(arguments), configs, task={"name": task.name, **task.describe}),
+        experiment_record(
+            "translation", vars(arguments), configs, task={"name": task.name, **task.describe}
+        ),
         results,
         baselines={
             "linear per-position": linear["test_exact_match"],

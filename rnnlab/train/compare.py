@@ -15,7 +15,6 @@ import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from typing import Any
 
 import jax
@@ -44,6 +43,7 @@ __all__ = [
     "summary_rows",
     "train_models",
     "write_comparison",
+    "write_record",
 ]
 
 #: Packages the application data come from, recorded beside the core versions.
@@ -203,25 +203,30 @@ def history_rows(results: Mapping[str, ModelResult]) -> list[dict[str, Any]]:
     return rows
 
 
-def experiment_record(arguments: Mapping[str, Any], configs: Mapping[str, TrainConfig], **extra):
-    """``config.json``'s content: the arguments, every resolved config, package versions."""
-    from rnnlab.io import to_jsonable
-    from rnnlab.train.runner import package_versions
+def experiment_record(
+    kind: str, arguments: Mapping[str, Any], configs: Mapping[str, TrainConfig], **extra
+) -> dict[str, Any]:
+    """What an application's ``config.json`` holds (:func:`write_record` writes it).
 
-    versions = package_versions()
-    for name in DATA_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return to_jsonable(
-        {
-            "arguments": dict(arguments),
-            "configs": {name: config.to_dict() for name, config in configs.items()},
-            **extra,
-            "versions": versions,
-            "backend": jax.default_backend(),
-        }
+    ``config`` is the resolved command line; the details are every resolved
+    :class:`TrainConfig` (``configs``), ``extra`` and, for the readers of earlier
+    files, the command line again as ``arguments``.
+    """
+    details = {
+        "arguments": dict(arguments),
+        "configs": {name: config.to_dict() for name, config in configs.items()},
+        **extra,
+    }
+    return {"kind": kind, "config": dict(arguments), "details": details}
+
+
+def write_record(out, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Writes ``record`` (:func:`experiment_record`) as ``out/config.json`` through
+    :func:`rnnlab.io.write_config`, with the versions of the data packages too."""
+    from rnnlab import io
+
+    return io.write_config(
+        out, record["kind"], record["config"], details=record["details"], packages=DATA_PACKAGES
     )
 
 
@@ -283,7 +288,7 @@ def write_comparison(
 ) -> dict[str, Any]:
     """Writes a comparison's artifacts into ``out`` and returns the summary written.
 
-    - ``config.json``: ``record`` (:func:`experiment_record`);
+    - ``config.json``: ``record`` (:func:`experiment_record`, :func:`write_record`);
     - ``results.csv``: :func:`summary_rows`; ``metrics.csv``: :func:`history_rows`;
     - ``summary.json``: ``summary`` with the rows and ``baselines`` added;
     - ``learning_curves.png`` (:func:`rnnlab.plots.apps.plot_curves`) and
@@ -296,7 +301,7 @@ def write_comparison(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    io.write_json(out / "config.json", record)
+    write_record(out, record)
     rows = summary_rows(results)
     io.write_csv(out / "results.csv", [csv_row(row) for row in rows])
     io.write_csv(out / "metrics.csv", history_rows(results))
