@@ -73,12 +73,7 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], renamed={"--threshold": "--success-fraction"}
     )
     parser.add_argument("--out", default="results/sweep", help="output folder (resumed)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a < 2 minute version: smaller defaults for --learning-rate, --axis, --seeds, "
-        "--length, --rnn-lengths, --steps and --hidden-size; flags you give explicitly win",
-    )
+    cli.add_preset_switch(parser, QUICK, "a < 2 minute version")
     parser.add_argument(
         "--cells", default="rnn,lstm,gru", help="comma list of registered cells, e.g. lstm,lru"
     )

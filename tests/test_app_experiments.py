@@ -99,7 +99,7 @@ def test_music(music):
     out, summary = music
     _assert_artifacts(out, pngs=("learning_curves.png", "comparison.png", "sample.png"))
     _assert_selected_on_validation(out, summary)
-    target = json.loads((out / "config.json").read_text())["arguments"]["parameters"]
+    target = json.loads((out / "config.json").read_text())["config"]["parameters"]
     for model in summary["models"]:
         assert abs(model["parameters"] - target) < 0.1 * target
     assert (out / "sample.mid").read_bytes()[:4] == b"MThd"
@@ -163,7 +163,7 @@ def test_time_series(time_series):
     )
     for band in sunspots["bands_95"].values():
         assert 0.0 <= band["coverage"] <= 1.0
-    arguments = json.loads((out / "config.json").read_text())["arguments"]
+    arguments = json.loads((out / "config.json").read_text())["config"]
     task = anomaly.ecg_anomaly(arguments["ecg_length"], horizon=arguments["ecg_horizon"])
     chance = anomaly.chance_of_hit(task.extras["scored_labels"], arguments["window"])
     assert ecg["chance_of_hit"] == pytest.approx(chance)

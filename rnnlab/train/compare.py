@@ -209,11 +209,9 @@ def experiment_record(
     """What an application's ``config.json`` holds (:func:`write_record` writes it).
 
     ``config`` is the resolved command line; the details are every resolved
-    :class:`TrainConfig` (``configs``), ``extra`` and, for the readers of earlier
-    files, the command line again as ``arguments``.
+    :class:`TrainConfig` (``configs``) and ``extra``.
     """
     details = {
-        "arguments": dict(arguments),
         "configs": {name: config.to_dict() for name, config in configs.items()},
         **extra,
     }
