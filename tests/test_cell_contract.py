@@ -66,14 +66,6 @@ def hand_loop(cell, params, xs, carry=None, *, reverse=False):
     return np.stack([np.asarray(ys[t]) for t in order], axis=-2), carry
 
 
-_unroll = jax.jit(
-    rnnlab.unroll,
-    static_argnums=0,
-    static_argnames=("reverse", "path", "return_carries"),
-    compiler_options=FAST_COMPILE,
-)
-
-
 def paths_of(cell):
     return [path for path, why in supported_paths(cell).items() if why is None]
 
