@@ -66,63 +66,101 @@ def hand_loop(cell, params, xs, carry=None, *, reverse=False):
     return np.stack([np.asarray(ys[t]) for t in order], axis=-2), carry
 
 
-_unroll = jax.jit(
-    rnnlab.unroll,
-    static_argnums=0,
-    static_argnames=("reverse", "path", "return_carries"),
-    compiler_options=FAST_COMPILE,
-)
-
-
 def paths_of(cell):
     return [path for path, why in supported_paths(cell).items() if why is None]
+
+
+def _squares(ys, final):
+    return jnp.sum(ys**2) + sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree.leaves(final))
+
+
+@functools.cache
+def every_path(name):
+    """``{reverse: {path: (ys, final, (ys, final), grads)}}`` for ``unroll`` on ``xs[2, 6, F]``
+    in both directions on every path, from ONE compiled program per cell: the plain
+    forward, and the forward values and params-gradient of ``sum(ys**2) + sum(|final|**2)``
+    under ``value_and_grad`` (a path's custom VJP runs its own forward there)."""
+    cell, params = built(name)
+    paths = paths_of(cell)
+
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    def run(params, xs):
+        results = {}
+        for reverse in (False, True):
+            results[reverse] = {}
+            for path in paths:
+
+                def loss(params, path=path, reverse=reverse):
+                    ys, final = rnnlab.unroll(cell, params, xs, path=path, reverse=reverse)
+                    return _squares(ys, final), (ys, final)
+
+                ys, final = rnnlab.unroll(cell, params, xs, path=path, reverse=reverse)
+                (_, under_grad), grads = jax.value_and_grad(loss, has_aux=True)(params)
+                results[reverse][path] = (ys, final, under_grad, grads)
+        return results
+
+    return run(params, jnp.asarray(HAND_LOOP_XS))
+
+
+HAND_LOOP_XS = normal(0, (2, 6, FEATURES))
 
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("name", NAMES)
 def test_hand_loop_equals_every_path(name, reverse):
+    """Oracle: the hand loop's ys and final carry; every path's gradient equals the
+    sequential path's (the plain scan of ``cell.step``)."""
     cell, params = built(name)
-    xs = jnp.asarray(normal(0, (2, 6, FEATURES)))
+    xs = jnp.asarray(HAND_LOOP_XS)
     carry = cell.initial_carry((2,))
     want_ys, want_final = hand_loop(cell, params, xs, carry, reverse=reverse)
-
-    @functools.partial(jax.jit, static_argnums=1, compiler_options=FAST_COMPILE)
-    def loss_and_grads(params, path):
-        def loss(params):
-            ys, final = rnnlab.unroll(cell, params, xs, path=path, reverse=reverse)
-            leaves = jax.tree.leaves(final)
-            return jnp.sum(ys**2) + sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in leaves)
-
-        return jax.grad(loss)(params)
-
-    want_grads = loss_and_grads(params, "sequential")
-    for path in paths_of(cell):
-        ys, final = _unroll(cell, params, xs, path=path, reverse=reverse)
-        np.testing.assert_allclose(ys, want_ys, atol=2e-5, err_msg=f"{name} {path}")
-        for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(want_final), strict=True):
-            np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"{name} {path}")
-        grads = loss_and_grads(params, path)
+    results = every_path(name)[reverse]
+    want_grads = results["sequential"][3]
+    for path, (ys, final, under_grad, grads) in results.items():
+        for got_ys, got_final in ((ys, final), under_grad):
+            np.testing.assert_allclose(got_ys, want_ys, atol=2e-5, err_msg=f"{name} {path}")
+            leaves = zip(jax.tree.leaves(got_final), jax.tree.leaves(want_final), strict=True)
+            for got, want in leaves:
+                np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"{name} {path}")
         for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"{name} {path}")
+
+
+PADDED_LENGTHS = np.array([6, 3, 1, 0])
+PADDED_XS = normal(1, (4, 6, FEATURES))
+
+
+@functools.cache
+def padded(name):
+    """``{(path, reverse): (ys, final)}`` for ``PADDED_XS`` with ``PADDED_LENGTHS`` (traced),
+    every path but fused, both directions, from one compiled program per cell."""
+    cell, params = built(name)
+    paths = [p for p in paths_of(cell) if p != "fused"]
+
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    def run(params, xs, lengths):
+        return {
+            (path, reverse): rnnlab.unroll(
+                cell, params, xs, lengths=lengths, reverse=reverse, path=path
+            )
+            for path in paths
+            for reverse in (False, True)
+        }
+
+    return run(params, PADDED_XS, PADDED_LENGTHS)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_padded_equals_unpadded_both_directions(name):
     cell, params = built(name)
-    lengths = np.array([6, 3, 1, 0])
-    xs = normal(1, (4, 6, FEATURES))
-    for path in [p for p in paths_of(cell) if p != "fused"]:
-        for reverse in (False, True):
-            ys, final = _unroll(cell, params, xs, lengths=lengths, reverse=reverse, path=path)
-            for b, length in enumerate(lengths):
-                want_ys, want_final = hand_loop(cell, params, xs[b : b + 1, :length],
-                                                reverse=reverse)  # fmt: skip
-                np.testing.assert_allclose(ys[b, :length], want_ys[0], atol=2e-5)
-                np.testing.assert_array_equal(ys[b, length:], 0.0)
-                for got, want in zip(
-                    jax.tree.leaves(final), jax.tree.leaves(want_final), strict=True
-                ):
-                    np.testing.assert_allclose(got[b], want[0], atol=2e-5, err_msg=f"{name} {path}")
+    for (path, reverse), (ys, final) in padded(name).items():
+        for b, length in enumerate(PADDED_LENGTHS):
+            want_ys, want_final = hand_loop(cell, params, PADDED_XS[b : b + 1, :length],
+                                            reverse=reverse)  # fmt: skip
+            np.testing.assert_allclose(ys[b, :length], want_ys[0], atol=2e-5)
+            np.testing.assert_array_equal(ys[b, length:], 0.0)
+            for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(want_final), strict=True):
+                np.testing.assert_allclose(got[b], want[0], atol=2e-5, err_msg=f"{name} {path}")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -137,10 +175,18 @@ def test_packed_with_resets_equals_separate_segments(name):
     resets[0, [3, 5]] = True
     fresh = cell.initial_carry((1,))
     carried = hand_loop(cell, params, normal(9, (1, 4, FEATURES)))[1]  # any reachable state
-    for path in [p for p in paths_of(cell) if p != "fused"]:
-        ys, _ = _unroll(
-            cell, params, packed, carry=carried, resets=resets, reset_carry=fresh, path=path
-        )
+    paths = [p for p in paths_of(cell) if p != "fused"]
+
+    @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+    def run(params, packed, carried, resets, fresh):
+        return {
+            path: rnnlab.unroll(
+                cell, params, packed, carry=carried, resets=resets, reset_carry=fresh, path=path
+            )[0]
+            for path in paths
+        }
+
+    for path, ys in run(params, packed, carried, resets, fresh).items():
         start = 0
         for index, segment in enumerate(segments):
             want, _ = hand_loop(cell, params, segment[None], carried if index == 0 else fresh)
