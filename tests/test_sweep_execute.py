@@ -305,8 +305,7 @@ def test_two_processes_with_two_devices_each_match_one_process(real_sweep, tmp_p
         from rnnlab import runtime
         info = runtime.initialize_distributed(process_id=int(sys.argv[1]))
         from rnnlab.sweep import configurations, run_sweep
-        from rnnlab.sweep import run as sweep_run
-from rnnlab.sweep.engine import TrainerBuilder
+        from rnnlab.sweep.engine import TrainerBuilder
         from tests.test_sweep_execute import REAL_BASE, REAL_SPACE
         result = run_sweep(configurations(REAL_SPACE), TrainerBuilder(REAL_BASE), progress=False,
                            out={str(tmp_path / "out")!r})
