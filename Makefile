@@ -22,8 +22,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check rnnlab experiments tests
 	$(BIN)/ruff format --check rnnlab experiments tests
 
+# Every section of the benchmark (with the full-size make run's peak memory), then the
+# compile report: jit(train) against value_and_grad, and cold/warm wall times of
+# train.py, make run's --quick and sweep.py --quick.
 bench: $(STAMP)
-	$(BIN)/python experiments/bench.py --out results/bench
+	$(BIN)/python experiments/bench.py --full-make-run --out results/bench
+	$(BIN)/python experiments/compile_time.py --with-experiments --out results/bench_compile
 
 compile: $(STAMP)
 	$(BIN)/python experiments/compile_time.py --with-experiments --out results/compile
