@@ -214,8 +214,10 @@ def load(path: str | Path) -> Run:
         raise ValueError(f"{path} is not a run folder: it has no config.json")
     record = io.read_json(config_path)
     if "config" not in record or record.get("kind", "train") != "train":
-        kind = "a sweep" if (path / "results.jsonl").exists() else "another experiment"
-        kind = f"a {record['kind']} run" if "kind" in record else kind
+        if "kind" in record:
+            kind = f"a {record['kind']} run"
+        else:  # config.json files written before kinds were recorded
+            kind = "a sweep" if (path / "results.jsonl").exists() else "another experiment"
         raise ValueError(f"{path} holds {kind}, not a training run; pass a folder train.py wrote")
     summary_path = path / "summary.json"
     summary = io.read_json(summary_path) if summary_path.is_file() else None

@@ -49,8 +49,8 @@ MIN_CALIBRATION = 4
 #: chunks are real work, but slow, so keep them short.
 CALIBRATION_SIZE = 8
 #: ``"auto"`` calibrates only when the other candidates' chunks are predicted to cost at
-#: most this fraction of the rest of the sweep run with the fallback strategy, so that
-#: calibration can never make a sweep more than about 10% slower than the fallback.
+#: most this fraction of the rest of the sweep run with the fallback strategy: a bound on
+#: a prediction from the fallback's first chunk (:func:`_calibration_decision`).
 CALIBRATION_OVERHEAD = 0.1
 
 
